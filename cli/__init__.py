@@ -1,0 +1,1 @@
+"""The `fer` command line: thin click commands over the library packages."""

@@ -1,0 +1,228 @@
+"""`fer model ...`: train, evaluate and list emotion models."""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from cli.output import console, fail
+
+DATA_HELP = "FER2013 as image folders (<split>/<class>/<image>) or the original fer2013.csv."
+
+
+@click.group()
+def model() -> None:
+    """Train, evaluate and list emotion models."""
+
+
+def _load_data(data: Path, skip_bad: bool):
+    from fer_model.data import DataError, load_fer2013
+
+    with console.status(f"Reading {data} ..."):
+        try:
+            dataset = load_fer2013(data, skip_bad=skip_bad)
+        except DataError as error:
+            fail(f"{error}\n(pass --skip-bad to skip bad items and count them)" if not skip_bad else str(error))
+    counts = ", ".join(f"{name} {len(split)}" for name, split in dataset.splits.items())
+    console.print(f"Data: {counts}" + (" (cached)" if dataset.from_cache else ""))
+    if dataset.skipped:
+        console.print(f"[yellow]Skipped {dataset.skipped} bad item(s)[/], for example: {dataset.skipped_examples[0]}")
+    return dataset
+
+
+def _reproduce_command(recipe: str, data: Path, out: Path, epochs: int, seed: int, **flags: object) -> str:
+    """The `fer model train` command that starts this run from scratch, every choice spelled out."""
+    words = ["fer", "model", "train", "--recipe", recipe, "--data", str(data), "--out", str(out)]
+    words += ["--epochs", str(epochs), "--seed", str(seed)]
+    for name, value in flags.items():
+        option = "--" + name.replace("_", "-")
+        if value is True:
+            words.append(option)
+        elif value not in (None, False):
+            words += [option, str(value)]
+    return shlex.join(words)
+
+
+class _RichTrainingProgress:
+    def __init__(self, progress: Progress):
+        self.progress = progress
+        self.task = None
+
+    def epoch_started(self, epoch: int, epochs: int, steps: int) -> None:
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(f"epoch {epoch}/{epochs}", total=steps, metrics="")
+
+    def batch_done(self, step: int, logs: dict[str, float]) -> None:
+        text = f"loss {logs.get('loss', 0):.3f} acc {logs.get('accuracy', 0):.3f}"
+        self.progress.update(self.task, completed=step, metrics=text)
+
+    def epoch_done(self, epoch: int, logs: dict[str, float]) -> None:
+        val = f" val_loss {logs['val_loss']:.3f} val_acc {logs['val_accuracy']:.4f}" if "val_accuracy" in logs else ""
+        self.progress.console.print(
+            f"epoch {epoch}: loss {logs['loss']:.3f} acc {logs['accuracy']:.4f}{val} ({logs['seconds']:.0f}s)"
+        )
+
+
+@model.command()
+@click.option("--recipe", default="seed", show_default=True, help="Named training recipe.")
+@click.option("--data", type=click.Path(path_type=Path), required=True, help=DATA_HELP)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for checkpoints, history, model and card.")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs to train (default: the recipe's).")
+@click.option("--seed", type=int, default=1, show_default=True, help="Random seed.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--class-weights", is_flag=True, help="Weight the loss by inverse class frequency.")
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable or malformed data and count it, instead of stopping.")
+@click.option("--limit", type=click.IntRange(min=1), help="Train on a random subset of this many images (smoke runs).")
+def train(
+    recipe: str,
+    data: Path,
+    out: Path,
+    epochs: int | None,
+    seed: int,
+    resume: bool,
+    class_weights: bool,
+    skip_bad: bool,
+    limit: int | None,
+) -> None:
+    """Train a recipe on FER2013; checkpoints every epoch and resumes with --resume."""
+    import numpy as np
+
+    from fer_model.recipes import get_recipe
+    from fer_model.training import TrainingError, TrainingRun
+    from fer_model.training import train as run_training
+
+    try:
+        chosen = get_recipe(recipe)
+    except KeyError as error:
+        fail(str(error.args[0]))
+    dataset = _load_data(data, skip_bad)
+    subset = None
+    if limit is not None and limit < len(dataset["train"]):
+        subset = np.sort(np.random.default_rng(seed).choice(len(dataset["train"]), size=limit, replace=False))
+    run = TrainingRun(
+        recipe=chosen,
+        out=out,
+        epochs=epochs or chosen.epochs,
+        seed=seed,
+        resume=resume,
+        class_weights=class_weights,
+        command=_reproduce_command(
+            recipe, data, out, epochs or chosen.epochs, seed, class_weights=class_weights, skip_bad=skip_bad, limit=limit
+        ),
+        data_description={"source": str(data), "skipped_bad": dataset.skipped, "train_limit": limit},
+    )
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[metrics]}"),
+        TimeRemainingColumn(),
+    )
+    try:
+        with Progress(*columns, console=console, transient=True) as bar:
+            result = run_training(run, dataset, progress=_RichTrainingProgress(bar), train_subset=subset)
+    except TrainingError as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"cannot write to {out}: {error.strerror or error}")
+    except KeyboardInterrupt:
+        fail(f"interrupted; continue with the same command plus --resume (checkpoints in {out})", exit_code=130)
+    val = result.card.metrics.get("val")
+    if val:
+        console.print(
+            f"PublicTest: accuracy {val['accuracy']:.4f}, macro F1 {val['macro_f1']:.4f}, weighted F1 {val['weighted_f1']:.4f}"
+        )
+    console.print(f"Model: {result.model_path}")
+
+
+@model.command()
+@click.option("--model", "model_name", default="seed", show_default=True, help="Model name, run folder or .keras file.")
+@click.option("--data", type=click.Path(path_type=Path), required=True, help=DATA_HELP)
+@click.option(
+    "--split",
+    type=click.Choice(["val", "test"]),
+    default="test",
+    show_default=True,
+    help="val = PublicTest, test = PrivateTest (falls back to PublicTest when withheld, and says so).",
+)
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the metrics, figures and report.")
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable or malformed data and count it, instead of stopping.")
+def evaluate(model_name: str, data: Path, split: str, out: Path, skip_bad: bool) -> None:
+    """Evaluate a model: metrics, classification report, confusion matrix, example faces."""
+    from rich.table import Table
+
+    from fer_model.data import DataError
+    from fer_model.evaluation_report import evaluate_model
+    from fer_model.registry import ModelNotFound, resolve_model
+
+    try:
+        ref = resolve_model(model_name)
+    except ModelNotFound as error:
+        fail(str(error))
+    dataset = _load_data(data, skip_bad)
+    try:
+        with console.status(f"Evaluating {ref.name} ..."):
+            result = evaluate_model(ref, dataset, split, out)
+    except (DataError, ModelNotFound) as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"cannot write to {out}: {error.strerror or error}")
+    if result.note:
+        console.print(f"[yellow]Note:[/] {result.note}")
+    metrics = result.metrics
+    table = Table(title=f"{ref.name} on {metrics['split_title']} ({metrics['n']} faces)")
+    for column in ("class", "precision", "recall", "F1", "support"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for name, m in metrics["per_class"].items():
+        table.add_row(name, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}", str(m["support"]))
+    table.add_section()
+    table.add_row("accuracy", "", "", f"{metrics['accuracy']:.4f}", str(metrics["n"]))
+    table.add_row("macro F1", "", "", f"{metrics['macro_f1']:.4f}", "")
+    table.add_row("weighted F1", "", "", f"{metrics['weighted_f1']:.4f}", "")
+    table.add_row("balanced accuracy", "", "", f"{metrics['balanced_accuracy']:.4f}", "")
+    console.print(table)
+    console.print(f"Wrote {len(result.files)} files to {out}: {', '.join(f.name for f in result.files)}")
+
+
+@model.command(name="list")
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True)
+def list_models(output_format: str) -> None:
+    """The committed models with the PublicTest metrics from their cards."""
+    import json
+
+    from rich.table import Table
+
+    from fer_model.registry import available_models
+
+    refs = available_models()
+    rows = []
+    for ref in refs:
+        val = (ref.card.metrics.get("val") if ref.card else None) or {}
+        rows.append(
+            {
+                "name": ref.name,
+                "recipe": ref.card.recipe if ref.card else "",
+                "date": ref.card.date if ref.card else "",
+                "val_accuracy": val.get("accuracy"),
+                "val_macro_f1": val.get("macro_f1"),
+                "val_weighted_f1": val.get("weighted_f1"),
+                "path": str(ref.path),
+            }
+        )
+    if output_format == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table(title="Models")
+    for column in ("name", "recipe", "date", "PublicTest acc", "macro F1", "weighted F1", "path"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            row["name"], row["recipe"], row["date"],
+            *(f"{row[k]:.4f}" if row[k] is not None else "-" for k in ("val_accuracy", "val_macro_f1", "val_weighted_f1")),
+            row["path"],
+        )
+    console.print(table)

@@ -1,0 +1,1 @@
+"""SQLAlchemy models and migrations for annotation results (the annotation pipeline, issue 3)."""

@@ -1,0 +1,122 @@
+"""Evaluate a model on a FER2013 split and write the full report into a folder.
+
+Files: metrics.json, classification_report.txt, confusion_matrix.png, misclassified.png,
+correct.png, training_curves.png (when the model's history.csv is known) and report.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fer_model.data import Dataset
+from fer_model.evaluation import predict_probabilities
+from fer_model.figures import confusion_matrix_figure, face_grid_figure, training_curves_figure
+from fer_model.metrics import compute_metrics, report_text
+from fer_model.registry import ModelRef, load_model
+
+SPLIT_TITLES = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
+GRID_SIZE = 32
+
+
+@dataclass
+class EvaluationResult:
+    metrics: dict[str, Any]
+    files: list[Path]
+    note: str | None
+
+
+def evaluate_model(
+    ref: ModelRef, dataset: Dataset, requested_split: str, out: Path, *, seed: int = 0
+) -> EvaluationResult:
+    split_name, note = dataset.evaluation_split(requested_split)
+    split = dataset[split_name]
+    model = load_model(ref)
+    probabilities = predict_probabilities(model, split.images)
+    metrics = compute_metrics(split.labels, probabilities, split_name)
+    metrics["split_title"] = SPLIT_TITLES[split_name]
+    metrics["model"] = {"name": ref.name, "path": str(ref.path)}
+    if note:
+        metrics["note"] = note
+
+    out.mkdir(parents=True, exist_ok=True)
+    files: list[Path] = []
+
+    def output(name: str) -> Path:
+        files.append(out / name)
+        return out / name
+
+    output("metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    output("classification_report.txt").write_text(report_text(split.labels, probabilities))
+    title = f"{ref.name} on {SPLIT_TITLES[split_name]}"
+    confusion_matrix_figure(np.array(metrics["confusion_matrix"]), output("confusion_matrix.png"), title)
+
+    predicted = probabilities.argmax(axis=1)
+    confidence = probabilities.max(axis=1)
+    rng = np.random.default_rng(seed)
+    for name, mask, caption in (
+        ("misclassified.png", predicted != split.labels, "misclassified"),
+        ("correct.png", predicted == split.labels, "correctly classified"),
+    ):
+        chosen = _sample(np.flatnonzero(mask), rng)
+        face_grid_figure(
+            split.images[chosen], split.labels[chosen], predicted[chosen], confidence[chosen],
+            output(name), f"{title}: {caption} (random {len(chosen)} of {int(mask.sum())})",
+        )
+
+    history_path = ref.folder / "history.csv"
+    if history_path.is_file():
+        from fer_model.training import read_history
+
+        training_curves_figure(read_history(history_path), output("training_curves.png"))
+    output("report.md").write_text(_report_markdown(metrics, [f.name for f in files], title))
+    return EvaluationResult(metrics=metrics, files=files, note=note)
+
+
+def _sample(indices: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    if len(indices) <= GRID_SIZE:
+        return indices
+    return np.sort(rng.choice(indices, size=GRID_SIZE, replace=False))
+
+
+def _report_markdown(metrics: dict[str, Any], files: list[str], title: str) -> str:
+    lines = [f"# Evaluation: {title}", ""]
+    if "note" in metrics:
+        lines += [f"> {metrics['note']}", ""]
+    lines += [
+        "| n | accuracy | macro F1 | weighted F1 | balanced accuracy |",
+        "|---|---|---|---|---|",
+        f"| {metrics['n']} | {metrics['accuracy']:.4f} | {metrics['macro_f1']:.4f} | "
+        f"{metrics['weighted_f1']:.4f} | {metrics['balanced_accuracy']:.4f} |",
+        "",
+        "## Per class",
+        "",
+        "| class | precision | recall | F1 | support |",
+        "|---|---|---|---|---|",
+        *[
+            f"| {name} | {m['precision']:.4f} | {m['recall']:.4f} | {m['f1']:.4f} | {m['support']} |"
+            for name, m in metrics["per_class"].items()
+        ],
+        "",
+        "Full report: [classification_report.txt](classification_report.txt)",
+        "",
+        "## Confusion matrix",
+        "",
+        "![confusion matrix](confusion_matrix.png)",
+        "",
+        "## Misclassified faces",
+        "",
+        "![misclassified](misclassified.png)",
+        "",
+        "## Correctly classified faces",
+        "",
+        "![correct](correct.png)",
+        "",
+    ]
+    if "training_curves.png" in files:
+        lines += ["## Training curves", "", "![training curves](training_curves.png)", ""]
+    return "\n".join(lines)

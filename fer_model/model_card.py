@@ -1,0 +1,93 @@
+"""Model cards: what a trained model is, how it was made, and how well it does.
+
+A card is ``card.json`` (read by code: `fer model list`, tests) plus ``card.md``
+(read by people), written beside the model file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+CARD_JSON = "card.json"
+CARD_MARKDOWN = "card.md"
+
+
+@dataclass
+class ModelCard:
+    name: str
+    recipe: str
+    recipe_description: str
+    command: str
+    data: dict[str, Any]
+    training: dict[str, Any]
+    metrics: dict[str, dict[str, float]]
+    date: str = field(default_factory=lambda: dt.date.today().isoformat())
+    model_file: str = "model.keras"
+    model_sha256: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_card(folder: Path, card: ModelCard, model_path: Path) -> None:
+    card.model_file = model_path.name
+    card.model_sha256 = file_sha256(model_path)
+    (folder / CARD_JSON).write_text(json.dumps(asdict(card), indent=2) + "\n")
+    (folder / CARD_MARKDOWN).write_text(card_markdown(card))
+
+
+def read_card(folder: Path) -> ModelCard:
+    return ModelCard(**json.loads((folder / CARD_JSON).read_text()))
+
+
+def card_markdown(card: ModelCard) -> str:
+    lines = [
+        f"# Model card: {card.name}",
+        "",
+        f"- Date: {card.date}",
+        f"- Recipe: `{card.recipe}`: {card.recipe_description}",
+        f"- Model file: `{card.model_file}` (sha256 `{card.model_sha256}`)",
+        "",
+        "## Data",
+        "",
+        *[f"- {key}: {value}" for key, value in card.data.items()],
+        "",
+        "## Training",
+        "",
+        "Reproduce with:",
+        "",
+        "```",
+        card.command,
+        "```",
+        "",
+        *[f"- {key}: {value}" for key, value in card.training.items()],
+        "",
+        "## Metrics",
+        "",
+        "| split | n | accuracy | macro F1 | weighted F1 | balanced accuracy |",
+        "|---|---|---|---|---|---|",
+        *[
+            f"| {split} ({_split_title(split)}) | {m['n']} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | "
+            f"{m['weighted_f1']:.4f} | {m['balanced_accuracy']:.4f} |"
+            for split, m in card.metrics.items()
+        ],
+        "",
+    ]
+    if card.notes:
+        lines += ["## Notes", "", *[f"- {note}" for note in card.notes], ""]
+    return "\n".join(lines)
+
+
+def _split_title(split: str) -> str:
+    return {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}.get(split, split)

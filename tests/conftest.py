@@ -1,0 +1,81 @@
+"""Shared fixtures: tiny generated FER2013 data in both formats, and the real data when present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from fer_model.classes import CLASSES, CSV_CODE_NAMES  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def real_data_dir() -> Path:
+    return Path(os.environ.get("FER_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path_factory, monkeypatch):
+    """Each test gets its own dataset cache, so no test sees another's."""
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def fer2013_dir() -> Path:
+    path = real_data_dir() / "fer2013"
+    if not (path / "train").is_dir():
+        pytest.skip(f"FER2013 data not found at {path} (set FER_DATA_DIR)")
+    return path
+
+
+def face(seed: int, label: int) -> np.ndarray:
+    """A 48x48 face-like test image whose brightness pattern depends on its class."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 60, size=(48, 48)).astype(np.uint8)
+    image[label * 6 : label * 6 + 6, :] += 150
+    return image
+
+
+def write_image_folders(root: Path, per_class: int = 3, layout: str = "prefixed") -> dict[str, int]:
+    """Kaggle-style folders. 'prefixed': Training_/PublicTest_/PrivateTest_ names under train/ and test/;
+    'plain': no prefixes, split from the folder names train/, val/, test/. Returns images per split."""
+    counts = {"train": 0, "val": 0, "test": 0}
+    seed = 0
+    for split in ("train", "val", "test"):
+        for label, name in enumerate(CLASSES):
+            if layout == "prefixed":
+                folder = root / ("train" if split == "train" else "test") / name
+                prefix = {"train": "Training_", "val": "PublicTest_", "test": "PrivateTest_"}[split]
+            else:
+                folder = root / split / name
+                prefix = ""
+            folder.mkdir(parents=True, exist_ok=True)
+            for _ in range(per_class):
+                seed += 1
+                cv2.imwrite(str(folder / f"{prefix}{seed}.png"), face(seed, label))
+                counts[split] += 1
+    return counts
+
+
+def write_csv(path: Path, rows_per_class: int = 2, usage: bool = True) -> list[tuple[int, str]]:
+    """The original fer2013.csv format; returns (emotion code, usage) for each row."""
+    code_of = {name: code for code, name in CSV_CODE_NAMES.items()}
+    rows: list[tuple[int, str]] = []
+    lines = ["emotion,pixels,Usage" if usage else "emotion,pixels"]
+    seed = 1000
+    for split_usage in ("Training", "PublicTest", "PrivateTest") if usage else ("Training",):
+        for label, name in enumerate(CLASSES):
+            for _ in range(rows_per_class):
+                seed += 1
+                pixels = " ".join(str(v) for v in face(seed, label).ravel())
+                code = code_of[name]
+                lines.append(f"{code},{pixels},{split_usage}" if usage else f"{code},{pixels}")
+                rows.append((code, split_usage))
+    path.write_text("\n".join(lines) + "\n")
+    return rows

@@ -1,0 +1,1 @@
+"""Celery workers that detect and classify faces (the annotation pipeline, issue 3)."""
