@@ -9,6 +9,7 @@ import click
 # TensorFlow's C++ start-up chatter is noise for a command-line user.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from cli.db_commands import db  # noqa: E402
 from cli.model_commands import model  # noqa: E402
 
 
@@ -22,6 +23,7 @@ def fer() -> None:
     """
 
 
+fer.add_command(db)
 fer.add_command(model)
 
 

@@ -1,0 +1,111 @@
+"""The results schema on real SQLite and PostgreSQL: migrations, the view, idempotent writes."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from click.testing import CliRunner
+from sqlalchemy import create_engine, inspect, select, text
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from cli.main import fer
+from db.models import Base, Face, Image, Job, Model
+from db.session import current_revision, head_revision, make_engine, upgrade
+
+POSTGRES_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fer.db'}"
+        return
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"fer_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as error:
+        pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is required for these tests: {error}")
+    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture
+def engine(database_url):
+    engine = make_engine(database_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_migrations_reach_head_and_match_the_models(engine):
+    assert current_revision(engine) == head_revision()
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []
+    assert {"face_annotations"} <= set(inspect(engine).get_view_names())
+
+
+def _face(image: Image, model: Model, index: int) -> Face:
+    probabilities = dict(p_angry=0.1, p_disgust=0.0, p_fear=0.1, p_happy=0.6, p_neutral=0.1, p_sad=0.05, p_surprise=0.05)
+    return Face(image=image, model=model, face_index=index, x=1, y=2, w=30, h=30, detector_score=0.9,
+                label="happy", confidence=0.6, **probabilities)
+
+
+def test_view_joins_faces_to_paths_and_models(engine):
+    with Session(engine) as session:
+        job = Job(roots=["/photos"], options={"chunk_size": 8})
+        model = Model(name="seed", version="abc", file_sha256="0" * 64, metrics={"accuracy": 0.6})
+        image = Image(job=job, path="/photos/a'; DROP TABLE faces; --.jpg", status="done")
+        session.add_all([job, model, image, _face(image, model, 0), _face(image, model, 1)])
+        session.commit()
+    with engine.connect() as connection:
+        rows = connection.execute(text("SELECT path, label, model, face_index FROM face_annotations ORDER BY face_index")).all()
+    assert [tuple(row) for row in rows] == [
+        ("/photos/a'; DROP TABLE faces; --.jpg", "happy", "seed", 0),
+        ("/photos/a'; DROP TABLE faces; --.jpg", "happy", "seed", 1),
+    ]
+
+
+def test_duplicate_images_and_faces_are_refused(engine):
+    with Session(engine) as session:
+        job = Job()
+        model = Model(name="seed", version="abc", file_sha256="0" * 64)
+        image = Image(job=job, path="/p/a.jpg")
+        session.add_all([job, model, image, _face(image, model, 0)])
+        session.commit()
+        job_id, model_id, image_id = job.id, model.id, image.id
+
+    with Session(engine) as session:
+        session.add(Image(job_id=job_id, path="/p/a.jpg"))
+        with pytest.raises(IntegrityError):
+            session.commit()
+    with Session(engine) as session:
+        image = session.get(Image, image_id)
+        session.add(_face(image, session.get(Model, model_id), 0))
+        with pytest.raises(IntegrityError):
+            session.commit()
+    with Session(engine) as session:
+        assert session.scalar(select(Face.id).where(Face.image_id == image_id)) is not None
+        assert len(session.scalars(select(Face)).all()) == 1
+
+
+def test_fer_db_upgrade_command(database_url):
+    result = CliRunner().invoke(fer, ["db", "upgrade", "--db", database_url])
+    assert result.exit_code == 0, result.output
+    assert f"revision {head_revision()}" in result.output
+    again = CliRunner().invoke(fer, ["db", "upgrade", "--db", database_url])
+    assert again.exit_code == 0, again.output
+
+
+def test_unreachable_database_is_a_clear_error():
+    result = CliRunner().invoke(fer, ["db", "upgrade", "--db", "postgresql://nobody@127.0.0.1:1/none"])
+    assert result.exit_code == 1
+    assert "cannot upgrade" in result.output and "Traceback" not in result.output
