@@ -1,0 +1,103 @@
+"""Read photos of any common format and mode as upright gray arrays for face detection.
+
+Pillow reads the header first, so an image claiming absurd dimensions is refused before
+any pixel memory is allocated; JPEGs are decoded at reduced resolution (libjpeg's DCT
+scaling via ``draft``) when the caller only needs a smaller image.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+# Pillow itself refuses images above twice its MAX_IMAGE_PIXELS (about 179 megapixels).
+DEFAULT_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
+
+
+class ImageReadError(Exception):
+    """The file cannot be read as an image; the message says why, for the database and the user."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An upright gray image, possibly decoded at reduced resolution.
+
+    ``width`` and ``height`` are the upright original's; ``scale`` is decoded size over
+    original size, so a box found at (x, y) maps back to (x / scale, y / scale).
+    """
+
+    gray: np.ndarray
+    width: int
+    height: int
+    scale: float
+
+
+def read_image(path: str | os.PathLike, *, max_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
+    """Decode ``path`` to upright uint8 gray, at no less than ``max_side`` pixels on its longer side when reduced."""
+    path = Path(path)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size check below decides
+            with Image.open(path) as image:
+                return _decode(image, max_side, max_pixels)
+    except ImageReadError:
+        raise
+    except FileNotFoundError:
+        raise ImageReadError("file not found (deleted or moved since it was listed)") from None
+    except PermissionError:
+        raise ImageReadError("permission denied") from None
+    except IsADirectoryError:
+        raise ImageReadError("is a directory, not an image") from None
+    except UnidentifiedImageError:
+        raise ImageReadError(_unidentified_message(path)) from None
+    except Image.DecompressionBombError as error:
+        raise ImageReadError(f"refused: {error}") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as error:
+        raise ImageReadError(f"damaged or truncated image ({error})") from None
+
+
+def _unidentified_message(path: Path) -> str:
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    suffix = path.suffix.lower()
+    if suffix in {".heic", ".heif", ".avif"}:
+        return f"unsupported format {suffix} (convert it to JPEG or PNG)"
+    return "not an image, or a format this tool does not read"
+
+
+def _decode(image: Image.Image, max_side: int | None, max_pixels: int) -> LoadedImage:
+    width, height = image.size
+    if width * height > max_pixels:
+        raise ImageReadError(f"refused: {width}x{height} pixels exceeds the limit of {max_pixels:,} (decompression bomb?)")
+    if width < 1 or height < 1:
+        raise ImageReadError(f"invalid dimensions {width}x{height}")
+    orientation = image.getexif().get(0x0112, 1)
+    upright_width, upright_height = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+    if max_side and image.format == "JPEG" and max(width, height) > 2 * max_side:
+        # Scale by 1/2, 1/4 or 1/8 inside libjpeg: far cheaper than a full decode then resize.
+        factor = max(width, height) / max_side
+        image.draft("L", (int(width / factor), int(height / factor)))
+    if getattr(image, "is_animated", False):
+        image.seek(0)
+    image = ImageOps.exif_transpose(image)
+    gray = _to_gray(image)
+    return LoadedImage(gray=gray, width=upright_width, height=upright_height, scale=gray.shape[1] / upright_width)
+
+
+def _to_gray(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        values = np.asarray(image, dtype=np.float64)
+        top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
+        return np.clip(values * (255.0 / top), 0, 255).astype(np.uint8)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        # Transparent areas become white, as a viewer shows them on a page.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, rgba)
+    return np.asarray(image.convert("L"), dtype=np.uint8)
