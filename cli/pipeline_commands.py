@@ -1,0 +1,320 @@
+"""`fer annotate`, `fer submit`, `fer worker`, `fer status`, `fer report`, `fer export`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from cli.db_commands import DB_HELP
+from cli.output import console, fail
+
+DEFAULT_CHUNK_SIZE = 32
+
+
+def _engine(url: str | None):
+    """An engine on an up-to-date schema, or a clear error."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from db.session import make_engine, upgrade
+
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+    except (SQLAlchemyError, OSError) as error:
+        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        fail(f"database {engine.url.render_as_string(hide_password=True)} is unreachable: {message}")
+    return engine
+
+
+def _discover(paths: tuple[str, ...], recursive: bool, ext: str) -> list[str]:
+    from workers.discovery import DiscoveryError, find_images, parse_extensions
+
+    try:
+        found = list(find_images(paths, recursive=recursive, extensions=parse_extensions(ext)))
+    except DiscoveryError as error:
+        fail(str(error))
+    if not found:
+        fail(f"no images found in {', '.join(paths)} (extensions: {ext})")
+    return found
+
+
+def _options(model: str, detector: str, roots: list[str]) -> dict[str, Any]:
+    from fer_model.registry import ModelNotFound, resolve_model
+    from workers.detection import DETECTOR_FACTORIES
+
+    try:
+        resolve_model(model)
+    except ModelNotFound as error:
+        fail(str(error))
+    if detector not in DETECTOR_FACTORIES:
+        fail(f"unknown detector {detector!r}; available: {', '.join(DETECTOR_FACTORIES)}")
+    return {"model": model, "detector": detector, "allowed_roots": roots}
+
+
+def _allowed_roots(paths: tuple[str, ...]) -> list[str]:
+    roots = []
+    for path in paths:
+        absolute = os.path.abspath(path)
+        roots.append(absolute if os.path.isdir(absolute) else os.path.dirname(absolute))
+    return roots
+
+
+def _chunks(ids: list[int], size: int) -> list[list[int]]:
+    return [ids[i : i + size] for i in range(0, len(ids), size)]
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=True,
+    )
+
+
+common_input = [
+    click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str)),
+    click.option("--recursive/--no-recursive", default=True, show_default=True, help="Descend into sub-folders."),
+    click.option("--ext", default="jpg,jpeg,png,bmp,gif,tif,tiff,webp", show_default=True, help="File extensions to annotate."),
+    click.option("--chunk-size", type=click.IntRange(1, 10_000), default=DEFAULT_CHUNK_SIZE, show_default=True,
+                 help="Images per task."),
+    click.option("--model", default="seed", show_default=True, help="Model name, run folder or .keras file."),
+    click.option("--detector", default="haar", show_default=True, help="Face detector."),
+    click.option("--db", "db_url", help=DB_HELP),
+]
+
+
+def with_common_input(function):
+    for decorator in reversed(common_input):
+        function = decorator(function)
+    return function
+
+
+@click.command()
+@with_common_input
+@click.option("--processes", type=click.IntRange(1, 256), default=os.cpu_count() or 1, show_default=True,
+              help="Local worker processes.")
+@click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True,
+              help="Format of the report printed at the end.")
+def annotate(paths, recursive, ext, chunk_size, model, detector, db_url, processes, output_format) -> None:
+    """Annotate PATHS here and now: no servers (SQLite and local processes by default)."""
+    from db.results import create_job, finish_job_if_complete, image_ids, job_summary
+    from db.session import database_url
+    from workers.embedded import run_locally
+
+    files = _discover(paths, recursive, ext)
+    options = _options(model, detector, _allowed_roots(paths))
+    options["chunk_size"] = chunk_size
+    engine = _engine(db_url)
+    job_id = create_job(engine, [os.path.abspath(p) for p in paths], options, files)
+    chunks = _chunks(image_ids(engine, job_id), chunk_size)
+    url = database_url(db_url)
+    started = time.monotonic()
+    try:
+        with _progress() as bar:
+            task = bar.add_task(f"job {job_id}", total=len(files))
+            run_locally(url, job_id, chunks, options, min(processes, len(chunks)),
+                        on_chunk_done=lambda n: bar.advance(task, n))
+    except KeyboardInterrupt:
+        fail(f"interrupted; job {job_id} keeps what was finished", exit_code=130)
+    finish_job_if_complete(engine, job_id)
+    summary = job_summary(engine, job_id)
+    summary["seconds"] = round(time.monotonic() - started, 2)
+    _print_report(summary, output_format)
+
+
+@click.command()
+@with_common_input
+@click.option("--wait", is_flag=True, help="Wait for the job to finish and print its report.")
+def submit(paths, recursive, ext, chunk_size, model, detector, db_url, wait) -> None:
+    """Record a job for PATHS and queue it for `fer worker` processes (Redis by default)."""
+    from kombu.exceptions import OperationalError as BrokerError
+
+    from db.results import create_job, image_ids
+    from workers.celery_app import annotate_chunk, app
+
+    files = _discover(paths, recursive, ext)
+    options = _options(model, detector, _allowed_roots(paths))
+    options["chunk_size"] = chunk_size
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=5)
+    except (BrokerError, OSError) as error:
+        fail(
+            f"cannot reach the broker at {app.conf.broker_url} ({error}). Start Redis "
+            "(e.g. `redis-server` or `docker compose up -d redis`), set FER_BROKER_URL, "
+            "or annotate without servers: `fer annotate PATH`."
+        )
+    engine = _engine(db_url)
+    job_id = create_job(engine, [os.path.abspath(p) for p in paths], options, files)
+    for chunk in _chunks(image_ids(engine, job_id), chunk_size):
+        annotate_chunk.apply_async(args=[job_id, chunk, options])
+    click.echo(job_id)
+    if wait:
+        _wait_for(engine, job_id)
+        from db.results import job_summary
+
+        _print_report(job_summary(engine, job_id), "table")
+
+
+@click.command()
+@click.option("--concurrency", type=click.IntRange(1, 256), default=os.cpu_count() or 1, show_default=True)
+@click.option("--pool", type=click.Choice(["prefork", "solo", "threads"]), default="prefork", show_default=True)
+@click.option("--db", "db_url", help=DB_HELP)
+@click.option("--loglevel", default="INFO", show_default=True)
+def worker(concurrency, pool, db_url, loglevel) -> None:
+    """Start a Celery worker that processes submitted jobs."""
+    if db_url:
+        os.environ["FER_DATABASE_URL"] = db_url
+    _engine(db_url)
+    from workers.celery_app import app
+
+    app.worker_main(["worker", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"])
+
+
+def _resolve_job(engine, job: int | None) -> int:
+    from db.results import latest_job_id
+
+    job_id = job if job is not None else latest_job_id(engine)
+    if job_id is None:
+        fail("no jobs yet: run `fer annotate PATH` or `fer submit PATH`")
+    return job_id
+
+
+def _wait_for(engine, job_id: int, poll: float = 1.0) -> None:
+    from db.results import job_summary
+
+    with _progress() as bar:
+        summary = job_summary(engine, job_id)
+        task = bar.add_task(f"job {job_id}", total=summary["images"]["total"])
+        while True:
+            summary = job_summary(engine, job_id)
+            images = summary["images"]
+            bar.update(task, completed=images["done"] + images["failed"])
+            if summary["status"] == "finished":
+                return
+            time.sleep(poll)
+
+
+@click.command()
+@click.argument("job", type=int, required=False)
+@click.option("--wait", is_flag=True, help="Follow the job until it finishes.")
+@click.option("--db", "db_url", help=DB_HELP)
+def status(job, wait, db_url) -> None:
+    """Progress of JOB (default: the latest)."""
+    from db.results import job_summary
+
+    engine = _engine(db_url)
+    job_id = _resolve_job(engine, job)
+    summary = job_summary(engine, job_id)
+    if summary is None:
+        fail(f"no job {job_id}")
+    if wait:
+        _wait_for(engine, job_id)
+        summary = job_summary(engine, job_id)
+    images = summary["images"]
+    console.print(
+        f"job {job_id}: {summary['status']}; {images['done'] + images['failed']}/{images['total']} images "
+        f"({images['done']} done, {images['failed']} failed, {images['pending']} pending), {summary['faces']} faces"
+    )
+
+
+@click.command()
+@click.argument("job", type=int, required=False)
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of the terminal.")
+@click.option("--db", "db_url", help=DB_HELP)
+def report(job, output_format, output, db_url) -> None:
+    """Summary of JOB (default: the latest): images, faces, emotions."""
+    from db.results import job_summary
+
+    engine = _engine(db_url)
+    job_id = _resolve_job(engine, job)
+    summary = job_summary(engine, job_id)
+    if summary is None:
+        fail(f"no job {job_id}")
+    _print_report(summary, output_format, output)
+
+
+def _print_report(summary: dict[str, Any], output_format: str, output: Path | None = None) -> None:
+    if output_format == "json":
+        text = json.dumps(summary, indent=2) + "\n"
+    elif output_format == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["emotion", "faces", "share"])
+        for name, count in summary["emotions"].items():
+            writer.writerow([name, count, f"{count / summary['faces']:.4f}" if summary["faces"] else "0"])
+        text = buffer.getvalue()
+    else:
+        if output is None:
+            console.print(_report_table(summary))
+            return
+        with console.capture() as captured:
+            console.print(_report_table(summary))
+        text = captured.get()
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        try:
+            output.write_text(text)
+        except OSError as error:
+            fail(f"cannot write {output}: {error.strerror or error}")
+        console.print(f"Wrote {output}")
+
+
+def _report_table(summary: dict[str, Any]) -> Table:
+    images = summary["images"]
+    model = summary["model"]
+    caption = (
+        f"{images['total']} images: {images['done']} done, {images['failed']} failed, {images['pending']} pending; "
+        f"{summary['faces']} faces; {summary['images_without_faces']} images without faces; "
+        f"model {model['name']} {model['version'] or ''}"
+    ).rstrip()
+    table = Table(title=f"Job {summary['job']} ({summary['status']})", caption=caption)
+    table.add_column("emotion")
+    table.add_column("faces", justify="right")
+    table.add_column("share", justify="right")
+    for name, count in summary["emotions"].items():
+        table.add_row(name, str(count), f"{count / summary['faces']:.1%}" if summary["faces"] else "-")
+    return table
+
+
+@click.command()
+@click.argument("job", type=int)
+@click.option("--format", "output_format", type=click.Choice(["csv", "jsonl"]), default="csv", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--db", "db_url", help=DB_HELP)
+def export(job, output_format, output, db_url) -> None:
+    """Write one row per face of JOB (path, box, label, confidence, probabilities, model)."""
+    from sqlalchemy import text
+
+    engine = _engine(db_url)
+    query = text("SELECT * FROM face_annotations WHERE job_id = :job ORDER BY path, face_index")
+    partial = output.with_name(f".{output.name}.partial")
+    rows = 0
+    try:
+        with engine.connect() as connection, partial.open("w", newline="") as handle:
+            result = connection.execute(query, {"job": job})
+            columns = list(result.keys())
+            writer = csv.writer(handle) if output_format == "csv" else None
+            if writer:
+                writer.writerow(columns)
+            for row in result:
+                rows += 1
+                if writer:
+                    writer.writerow(row)
+                else:
+                    handle.write(json.dumps(dict(zip(columns, row))) + "\n")
+        partial.replace(output)
+    except OSError as error:
+        partial.unlink(missing_ok=True)
+        fail(f"cannot write {output}: {error.strerror or error}")
+    console.print(f"Wrote {rows} faces to {output}")

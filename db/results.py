@@ -1,0 +1,203 @@
+"""Writing jobs and annotation results, and reading them back as summaries.
+
+Every write is idempotent: recording a chunk again replaces that chunk's faces instead
+of adding copies, and a job's counts are recomputed from its images, never incremented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db.models import Face, Image, Job, Model, utcnow
+from fer_model.classes import CLASSES
+
+if TYPE_CHECKING:
+    from workers.annotate import ImageResult
+    from workers.classifier import ModelIdentity
+
+INSERT_BATCH = 1000
+
+
+def create_job(engine: Engine, roots: Sequence[str], options: dict[str, Any], paths: Iterable[str]) -> int:
+    """Record a job and one pending image row per path, in one transaction."""
+    with Session(engine) as session, session.begin():
+        job = Job(roots=list(roots), options=options, status="pending")
+        session.add(job)
+        session.flush()
+        batch: list[dict[str, Any]] = []
+        total = 0
+        for path in paths:
+            batch.append({"job_id": job.id, "path": path, "status": "pending"})
+            if len(batch) >= INSERT_BATCH:
+                session.execute(insert(Image), batch)
+                total += len(batch)
+                batch = []
+        if batch:
+            session.execute(insert(Image), batch)
+            total += len(batch)
+        job.images_total = total
+        return job.id
+
+
+def image_ids(engine: Engine, job_id: int, status: str | None = "pending") -> list[int]:
+    query = select(Image.id).where(Image.job_id == job_id).order_by(Image.id)
+    if status:
+        query = query.where(Image.status == status)
+    with engine.connect() as connection:
+        return list(connection.scalars(query))
+
+
+def pending_paths(engine: Engine, job_id: int, ids: Sequence[int]) -> list[tuple[int, str]]:
+    """The (id, path) of those images of the chunk that still need work; done ones are skipped."""
+    query = (
+        select(Image.id, Image.path)
+        .where(Image.job_id == job_id, Image.id.in_(list(ids)), Image.status == "pending")
+        .order_by(Image.id)
+    )
+    with engine.connect() as connection:
+        return [(row.id, row.path) for row in connection.execute(query)]
+
+
+def ensure_model(engine: Engine, identity: ModelIdentity) -> int:
+    """The models row for this model file, created on first use (safe under concurrent workers)."""
+    query = select(Model.id).where(Model.name == identity.name, Model.version == identity.version)
+    with engine.connect() as connection:
+        found = connection.scalar(query)
+    if found is not None:
+        return found
+    row = {"name": identity.name, "version": identity.version, "file_sha256": identity.file_sha256, "metrics": identity.metrics}
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(Model), [row])
+    except IntegrityError:
+        pass  # another worker created it first
+    with engine.connect() as connection:
+        return connection.scalar(query)
+
+
+def mark_running(engine: Engine, job_id: int) -> None:
+    with engine.begin() as connection:
+        connection.execute(update(Job).where(Job.id == job_id, Job.status == "pending").values(status="running"))
+
+
+def record_chunk(engine: Engine, job_id: int, model_id: int, results: Sequence[ImageResult]) -> None:
+    """Write a chunk's results in one transaction, replacing any earlier copy of them."""
+    now = utcnow()
+    with engine.begin() as connection:
+        ids = [result.image_id for result in results]
+        if not ids:
+            return
+        connection.execute(delete(Face).where(Face.image_id.in_(ids), Face.model_id == model_id))
+        for result in results:
+            connection.execute(
+                update(Image)
+                .where(Image.id == result.image_id, Image.job_id == job_id)
+                .values(
+                    status=result.status,
+                    error=result.error,
+                    width=result.width,
+                    height=result.height,
+                    size=result.size,
+                    mtime=result.mtime,
+                    sha256=result.sha256,
+                    processed_at=now,
+                    duration_ms=result.duration_ms,
+                )
+            )
+        rows = [
+            {
+                "image_id": result.image_id,
+                "model_id": model_id,
+                "face_index": face.index,
+                "x": face.x,
+                "y": face.y,
+                "w": face.w,
+                "h": face.h,
+                "detector_score": face.score,
+                "label": CLASSES[max(range(len(CLASSES)), key=face.probabilities.__getitem__)],
+                "confidence": max(face.probabilities),
+                **{f"p_{name}": p for name, p in zip(CLASSES, face.probabilities)},
+            }
+            for result in results
+            for face in result.faces
+        ]
+        if rows:
+            connection.execute(insert(Face), rows)
+    finish_job_if_complete(engine, job_id)
+
+
+def finish_job_if_complete(engine: Engine, job_id: int) -> bool:
+    """Refresh the job's counts; mark it finished once no image is pending. Runs after the chunk commits."""
+    with engine.begin() as connection:
+        counts = dict(
+            connection.execute(select(Image.status, func.count()).where(Image.job_id == job_id).group_by(Image.status)).all()
+        )
+        faces = connection.scalar(select(func.count(Face.id)).join(Image).where(Image.job_id == job_id)) or 0
+        values: dict[str, Any] = {
+            "images_total": sum(counts.values()),
+            "images_done": counts.get("done", 0),
+            "images_failed": counts.get("failed", 0),
+            "faces_found": faces,
+        }
+        complete = counts.get("pending", 0) == 0
+        if complete:
+            values["status"] = "finished"
+        connection.execute(update(Job).where(Job.id == job_id).values(**values))
+        if complete:
+            connection.execute(update(Job).where(Job.id == job_id, Job.finished_at.is_(None)).values(finished_at=utcnow()))
+        return complete
+
+
+def latest_job_id(engine: Engine) -> int | None:
+    with engine.connect() as connection:
+        return connection.scalar(select(func.max(Job.id)))
+
+
+def job_summary(engine: Engine, job_id: int) -> dict[str, Any] | None:
+    """The report of one job: counts by status, faces by emotion, the model(s) used."""
+    with engine.connect() as connection:
+        job = connection.execute(select(Job).where(Job.id == job_id)).first()
+        if job is None:
+            return None
+        statuses = dict(
+            connection.execute(select(Image.status, func.count()).where(Image.job_id == job_id).group_by(Image.status)).all()
+        )
+        emotions = dict(
+            connection.execute(
+                select(Face.label, func.count()).join(Image).where(Image.job_id == job_id).group_by(Face.label)
+            ).all()
+        )
+        with_faces = connection.scalar(
+            select(func.count(func.distinct(Face.image_id))).join(Image).where(Image.job_id == job_id)
+        ) or 0
+        models = connection.execute(
+            select(Model.name, Model.version).where(
+                Model.id.in_(select(Face.model_id).join(Image).where(Image.job_id == job_id).distinct())
+            )
+        ).all()
+    done = statuses.get("done", 0)
+    model = {"name": models[0].name, "version": models[0].version} if len(models) == 1 else None
+    return {
+        "job": job.id,
+        "status": job.status,
+        "created_at": job.created_at.isoformat() if job.created_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+        "roots": job.roots,
+        "images": {
+            "total": sum(statuses.values()),
+            "done": done,
+            "failed": statuses.get("failed", 0),
+            "pending": statuses.get("pending", 0),
+        },
+        "faces": sum(emotions.values()),
+        "emotions": {name: int(emotions.get(name, 0)) for name in CLASSES},
+        "images_with_faces": int(with_faces),
+        "images_without_faces": int(done - with_faces),
+        "model": model or {"name": job.options.get("model"), "version": None},
+        "models": [{"name": m.name, "version": m.version} for m in models],
+    }

@@ -1,0 +1,41 @@
+"""The Celery application: configured from the environment, JSON only, late acks."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from db.session import database_url
+
+# A chunk runs for seconds to minutes; a message unacknowledged for longer is redelivered.
+VISIBILITY_TIMEOUT = 3600
+
+app = Celery("fer_pipeline")
+app.conf.update(
+    broker_url=os.environ.get("FER_BROKER_URL", "redis://localhost:6379/0"),
+    task_serializer="json",
+    accept_content=["json"],
+    result_serializer="json",
+    task_ignore_result=True,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+)
+
+
+@app.task(
+    name="fer.annotate_chunk",
+    autoretry_for=(OperationalError, DBAPIError),
+    retry_backoff=True,
+    retry_backoff_max=60,
+    max_retries=10,
+)
+def annotate_chunk(job_id: int, image_ids: list[int], options: dict) -> dict:
+    from workers.tasks import process_chunk
+
+    return process_chunk(database_url(), job_id, image_ids, options)

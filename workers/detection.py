@@ -1,0 +1,85 @@
+"""Pluggable face detectors. Each finds faces in an upright gray image; none downloads anything.
+
+Detectors work on a copy shrunk to at most ``detect_side`` pixels on its longer side
+(faces in photos are large enough for that), and boxes are mapped back to the
+image they were given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Detection:
+    x: int
+    y: int
+    w: int
+    h: int
+    score: float
+
+
+class FaceDetector(Protocol):
+    name: str
+
+    def detect(self, gray: np.ndarray) -> list[Detection]: ...
+
+
+class UnknownDetector(Exception):
+    """No detector of that name; the message lists the available ones."""
+
+
+class HaarDetector:
+    """OpenCV's Viola-Jones cascades, shipped inside opencv-python-headless < 5."""
+
+    def __init__(self, name: str, cascade_file: str, detect_side: int = 640, min_face: int = 20, min_neighbors: int = 5):
+        self.name = name
+        self.detect_side = detect_side
+        self.min_face = min_face
+        self.min_neighbors = min_neighbors
+        path = Path(cv2.data.haarcascades) / cascade_file
+        self.cascade = cv2.CascadeClassifier(str(path))
+        if self.cascade.empty():
+            raise UnknownDetector(f"cascade {path} is missing from this OpenCV build (OpenCV 5 ships none)")
+
+    def detect(self, gray: np.ndarray) -> list[Detection]:
+        scale = min(1.0, self.detect_side / max(gray.shape))
+        small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+        small = cv2.equalizeHist(small)
+        boxes, _, weights = self.cascade.detectMultiScale3(
+            small,
+            scaleFactor=1.1,
+            minNeighbors=self.min_neighbors,
+            minSize=(self.min_face, self.min_face),
+            outputRejectLevels=True,
+        )
+        return [
+            Detection(
+                x=int(round(x / scale)), y=int(round(y / scale)), w=int(round(w / scale)), h=int(round(h / scale)),
+                score=float(weight),
+            )
+            for (x, y, w, h), weight in zip(np.asarray(boxes).reshape(-1, 4), np.asarray(weights).reshape(-1))
+        ]
+
+
+DETECTOR_FACTORIES = {
+    "haar": lambda: HaarDetector("haar", "haarcascade_frontalface_default.xml"),
+    "haar-alt2": lambda: HaarDetector("haar-alt2", "haarcascade_frontalface_alt2.xml", min_neighbors=3),
+}
+DEFAULT_DETECTOR = "haar"
+
+
+@cache
+def get_detector(name: str = DEFAULT_DETECTOR) -> FaceDetector:
+    """One detector per name per process (workers build it after fork, on first use)."""
+    try:
+        factory = DETECTOR_FACTORIES[name]
+    except KeyError:
+        raise UnknownDetector(f"unknown detector {name!r}; available: {', '.join(DETECTOR_FACTORIES)}") from None
+    return factory()

@@ -1,0 +1,37 @@
+"""The one unit of work, shared by Celery workers and `fer annotate`'s local processes."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Engine
+
+from db.results import ensure_model, mark_running, pending_paths, record_chunk
+from db.session import make_engine
+from workers.annotate import annotate_images
+from workers.classifier import get_classifier
+from workers.detection import DEFAULT_DETECTOR, get_detector
+
+
+@cache
+def _engine(database_url: str) -> Engine:
+    return make_engine(database_url)
+
+
+def process_chunk(database_url: str, job_id: int, image_ids: list[int], options: dict[str, Any]) -> dict[str, int]:
+    """Annotate the still-pending images of a chunk and write them in one transaction.
+
+    Idempotent: images already done are skipped, and rewriting a chunk replaces its faces.
+    """
+    engine = _engine(database_url)
+    items = pending_paths(engine, job_id, image_ids)
+    if not items:
+        return {"job": job_id, "images": 0, "faces": 0}
+    classifier = get_classifier(options.get("model", "seed"))
+    detector = get_detector(options.get("detector", DEFAULT_DETECTOR))
+    model_id = ensure_model(engine, classifier.identity)
+    mark_running(engine, job_id)
+    results = annotate_images(items, detector, classifier, options.get("allowed_roots", []))
+    record_chunk(engine, job_id, model_id, results)
+    return {"job": job_id, "images": len(results), "faces": sum(len(r.faces) for r in results)}
