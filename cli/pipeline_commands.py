@@ -138,8 +138,9 @@ def submit(paths, recursive, ext, chunk_size, model, detector, db_url, wait) -> 
     from kombu.exceptions import OperationalError as BrokerError
 
     from db.results import create_job, image_ids
-    from workers.celery_app import annotate_chunk, app
+    from workers.celery_app import annotate_chunk, app, broker_url
 
+    app.conf.broker_url = broker_url()
     files = _discover(paths, recursive, ext)
     options = _options(model, detector, _allowed_roots(paths))
     options["chunk_size"] = chunk_size

@@ -3,17 +3,37 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from fer_model.classes import CLASSES, CSV_CODE_NAMES  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+POSTGRES_ADMIN_URL = os.environ.get("FER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database on the real server (127.0.0.1:5432), dropped afterwards."""
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"fer_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as error:
+        pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is required for these tests: {error}")
+    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    with admin.connect() as connection:
+        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def real_data_dir() -> Path:
@@ -24,6 +44,14 @@ def real_data_dir() -> Path:
 def isolated_cache(tmp_path_factory, monkeypatch):
     """Each test gets its own dataset cache, so no test sees another's."""
     monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="session")
+def photos_dir() -> Path:
+    path = real_data_dir() / "photos"
+    if not path.is_dir():
+        pytest.skip(f"photos not found at {path} (set FER_DATA_DIR)")
+    return path
 
 
 @pytest.fixture(scope="session")

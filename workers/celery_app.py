@@ -12,9 +12,16 @@ from db.session import database_url
 # A chunk runs for seconds to minutes; a message unacknowledged for longer is redelivered.
 VISIBILITY_TIMEOUT = 3600
 
+DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+
+
+def broker_url() -> str:
+    return os.environ.get("FER_BROKER_URL", DEFAULT_BROKER_URL)
+
+
 app = Celery("fer_pipeline")
 app.conf.update(
-    broker_url=os.environ.get("FER_BROKER_URL", "redis://localhost:6379/0"),
+    broker_url=broker_url(),
     task_serializer="json",
     accept_content=["json"],
     result_serializer="json",
