@@ -229,24 +229,36 @@ def status(job, wait, db_url) -> None:
 
 @click.command()
 @click.argument("job", type=int, required=False)
+@click.option("--by", type=click.Choice(["emotion", "folder", "day"]), default="emotion", show_default=True,
+              help="Break faces down by emotion, by folder, or by day (file date).")
 @click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of the terminal.")
 @click.option("--db", "db_url", help=DB_HELP)
-def report(job, output_format, output, db_url) -> None:
+def report(job, by, output_format, output, db_url) -> None:
     """Summary of JOB (default: the latest): images, faces, emotions."""
-    from db.results import job_summary
+    from db.results import breakdown, job_summary
 
     engine = _engine(db_url)
     job_id = _resolve_job(engine, job)
     summary = job_summary(engine, job_id)
     if summary is None:
         fail(f"no job {job_id}")
+    if by != "emotion":
+        summary["by"] = by
+        summary["rows"] = breakdown(engine, job_id, by)
     _print_report(summary, output_format, output)
 
 
 def _print_report(summary: dict[str, Any], output_format: str, output: Path | None = None) -> None:
+    rows = summary.get("rows")
     if output_format == "json":
         text = json.dumps(summary, indent=2) + "\n"
+    elif output_format == "csv" and rows is not None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [summary["by"], "images", "faces"])
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
     elif output_format == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
@@ -280,6 +292,13 @@ def _report_table(summary: dict[str, Any]) -> Table:
         f"model {model['name']} {model['version'] or ''}"
     ).rstrip()
     table = Table(title=f"Job {summary['job']} ({summary['status']})", caption=caption)
+    if summary.get("rows") is not None:
+        columns = [summary["by"], "images", "faces", *summary["emotions"]]
+        for column in columns:
+            table.add_column(column, justify="left" if column == summary["by"] else "right")
+        for row in summary["rows"]:
+            table.add_row(*(str(row[column]) for column in columns))
+        return table
     table.add_column("emotion")
     table.add_column("faces", justify="right")
     table.add_column("share", justify="right")

@@ -6,6 +6,7 @@ of adding copies, and a job's counts are recomputed from its images, never incre
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -201,3 +202,30 @@ def job_summary(engine: Engine, job_id: int) -> dict[str, Any] | None:
         "model": model or {"name": job.options.get("model"), "version": None},
         "models": [{"name": m.name, "version": m.version} for m in models],
     }
+
+
+def breakdown(engine: Engine, job_id: int, by: str) -> list[dict[str, Any]]:
+    """Images, faces and faces per emotion for each folder, or each day (file modification date, UTC)."""
+    if by not in ("folder", "day"):
+        raise ValueError(f"cannot break a report down by {by!r}")
+    query = (
+        select(Image.id, Image.path, Image.mtime, Face.label)
+        .outerjoin(Face, Face.image_id == Image.id)
+        .where(Image.job_id == job_id, Image.status == "done")
+    )
+    groups: dict[str, dict[str, Any]] = {}
+    seen: dict[str, set[int]] = {}
+    with engine.connect() as connection:
+        for image_id, path, mtime, label in connection.execute(query):
+            if by == "folder":
+                key = path.rsplit("/", 1)[0] or "/"
+            else:
+                key = dt.datetime.fromtimestamp(mtime, dt.timezone.utc).date().isoformat() if mtime else "unknown"
+            group = groups.setdefault(key, {by: key, "images": 0, "faces": 0, **{name: 0 for name in CLASSES}})
+            if image_id not in seen.setdefault(key, set()):
+                seen[key].add(image_id)
+                group["images"] += 1
+            if label is not None:
+                group["faces"] += 1
+                group[label] += 1
+    return [groups[key] for key in sorted(groups)]

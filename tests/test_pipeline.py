@@ -197,3 +197,37 @@ def test_pipeline_errors_are_clear(archive, tmp_path, arguments, message):
     result = CliRunner().invoke(fer, arguments)
     assert result.exit_code == 1, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("by", ["folder", "day"])
+def test_report_breakdowns_add_up(embedded_run, by, tmp_path):
+    url, report = embedded_run
+    out = tmp_path / "report.csv"
+    result = CliRunner().invoke(fer, ["report", str(report["job"]), "--by", by, "--format", "json", "--db", url])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["rows"]
+    assert sum(row["faces"] for row in rows) == report["faces"]
+    assert sum(row["images"] for row in rows) == report["images"]["done"]
+    if by == "folder":
+        assert {Path(row["folder"]).name for row in rows} == {"people", Path(report["roots"][0]).name}
+    result = CliRunner().invoke(fer, ["report", str(report["job"]), "--by", by, "--format", "csv", "-o", str(out), "--db", url])
+    assert result.exit_code == 0 and out.read_text().startswith(by)
+
+
+def test_workers_refuse_paths_outside_the_allowed_roots(embedded_run, tmp_path, monkeypatch):
+    from db.results import create_job, image_ids
+    from workers.tasks import process_chunk
+
+    url, report = embedded_run
+    engine = make_engine(url)
+    inside = Path(report["roots"][0]) / "blank.png"
+    job = create_job(engine, [str(tmp_path)], {}, [str(inside)])
+    process_chunk(url, job, image_ids(engine, job), {"model": "seed", "allowed_roots": [str(tmp_path)]})
+    monkeypatch.setenv("FER_ALLOWED_ROOTS", str(tmp_path))
+    job2 = create_job(engine, [report["roots"][0]], {}, [str(inside)])
+    process_chunk(url, job2, image_ids(engine, job2), {"model": "seed", "allowed_roots": report["roots"]})
+    with engine.connect() as connection:
+        rows = connection.execute(select(ImageRow.job_id, ImageRow.status, ImageRow.error).where(ImageRow.job_id.in_([job, job2]))).all()
+    engine.dispose()
+    assert sorted(rows) == [(job, "failed", "refused: path is outside the allowed roots"),
+                            (job2, "failed", "refused: path is outside the allowed roots")]

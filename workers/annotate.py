@@ -61,8 +61,9 @@ def annotate_images(
     items: Sequence[tuple[int, str]],
     detector: FaceDetector,
     classifier: EmotionClassifier,
-    allowed_roots: Sequence[str],
+    allowed_roots: Sequence[Sequence[str]],
 ) -> list[ImageResult]:
+    """Annotate the chunk's images; a path must lie below a root of every list in ``allowed_roots``."""
     results: list[ImageResult] = []
     crops: list[np.ndarray] = []
     owners: list[FaceResult] = []
@@ -85,11 +86,11 @@ def _detect_one(
     image_id: int,
     path: str,
     detector: FaceDetector,
-    allowed_roots: Sequence[str],
+    allowed_roots: Sequence[Sequence[str]],
     crops: list[np.ndarray],
     owners: list[FaceResult],
 ) -> ImageResult:
-    if not is_allowed(path, allowed_roots):
+    if not all(is_allowed(path, roots) for roots in allowed_roots):
         return ImageResult(image_id, "failed", error="refused: path is outside the allowed roots")
     try:
         stat = os.stat(path)

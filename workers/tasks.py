@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
 from typing import Any
 
@@ -12,6 +13,15 @@ from db.session import make_engine
 from workers.annotate import annotate_images
 from workers.classifier import get_classifier
 from workers.detection import DEFAULT_DETECTOR, get_detector
+
+
+def allowed_roots(options: dict[str, Any]) -> list[list[str]]:
+    """Root lists a path must satisfy: the job's own roots, and the worker's FER_ALLOWED_ROOTS when set."""
+    rules = [list(options.get("allowed_roots", []))]
+    configured = [root for root in os.environ.get("FER_ALLOWED_ROOTS", "").split(os.pathsep) if root]
+    if configured:
+        rules.append(configured)
+    return rules
 
 
 @cache
@@ -32,6 +42,6 @@ def process_chunk(database_url: str, job_id: int, image_ids: list[int], options:
     detector = get_detector(options.get("detector", DEFAULT_DETECTOR))
     model_id = ensure_model(engine, classifier.identity)
     mark_running(engine, job_id)
-    results = annotate_images(items, detector, classifier, options.get("allowed_roots", []))
+    results = annotate_images(items, detector, classifier, allowed_roots(options))
     record_chunk(engine, job_id, model_id, results)
     return {"job": job_id, "images": len(results), "faces": sum(len(r.faces) for r in results)}
