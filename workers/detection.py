@@ -68,9 +68,34 @@ class HaarDetector:
         ]
 
 
+class MtcnnDetector:
+    """MTCNN (the `mtcnn` package, weights inside its wheel); optional, install it to use it."""
+
+    def __init__(self, detect_side: int = 640, min_confidence: float = 0.9):
+        try:
+            from mtcnn import MTCNN
+        except ImportError:
+            raise UnknownDetector("detector 'mtcnn' needs the mtcnn package: pip install mtcnn") from None
+        self.name = "mtcnn"
+        self.detect_side = detect_side
+        self.min_confidence = min_confidence
+        self.model = MTCNN(stages="face_detection_only")
+
+    def detect(self, gray: np.ndarray) -> list[Detection]:
+        scale = min(1.0, self.detect_side / max(gray.shape))
+        small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
+        found = self.model.detect_faces(np.ascontiguousarray(np.repeat(small[..., None], 3, axis=2)))
+        return [
+            Detection(*(int(round(v / scale)) for v in face["box"]), score=float(face["confidence"]))
+            for face in found
+            if face["confidence"] >= self.min_confidence
+        ]
+
+
 DETECTOR_FACTORIES = {
     "haar": lambda: HaarDetector("haar", "haarcascade_frontalface_default.xml"),
     "haar-alt2": lambda: HaarDetector("haar-alt2", "haarcascade_frontalface_alt2.xml", min_neighbors=3),
+    "mtcnn": MtcnnDetector,
 }
 DEFAULT_DETECTOR = "haar"
 

@@ -1,0 +1,52 @@
+"""Face detectors and file discovery."""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import numpy as np
+import pytest
+
+from workers.detection import UnknownDetector, get_detector
+from workers.discovery import DiscoveryError, find_images, parse_extensions
+from workers.images import read_image
+
+
+def test_haar_finds_the_face_in_real_photos_and_maps_boxes_back(photos_dir):
+    detector = get_detector("haar")
+    photos = sorted(photos_dir.glob("*.jpg"))[:20]
+    found = [detector.detect(read_image(p).gray) for p in photos]
+    assert sum(bool(f) for f in found) >= 18
+    gray = read_image(photos[0]).gray
+    big = cv2.resize(gray, None, fx=4, fy=4, interpolation=cv2.INTER_LINEAR)  # detected on a copy shrunk to 640
+    small_box = max(detector.detect(gray), key=lambda d: d.w)
+    big_box = max(detector.detect(big), key=lambda d: d.w)
+    assert big_box.x == pytest.approx(4 * small_box.x, abs=24) and big_box.w == pytest.approx(4 * small_box.w, abs=32)
+
+
+def test_blank_image_has_no_faces_and_unknown_detector_is_named():
+    assert get_detector("haar").detect(np.full((200, 200), 128, np.uint8)) == []
+    with pytest.raises(UnknownDetector, match="unknown detector 'x'; available: haar"):
+        get_detector("x")
+
+
+def test_find_images_filters_recurses_and_survives_symlink_loops(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/one.JPG", "a/b/two.png", "a/notes.txt", "three.jpeg", "-dash 'quote' ü.jpg"):
+        (tmp_path / name).write_bytes(b"x")
+    os.symlink(tmp_path, tmp_path / "a" / "loop")
+    found = [os.path.relpath(p, tmp_path) for p in find_images([str(tmp_path)])]
+    assert found == ["-dash 'quote' ü.jpg", "three.jpeg", "a/one.JPG", "a/b/two.png"]
+    flat = [os.path.basename(p) for p in find_images([str(tmp_path)], recursive=False)]
+    assert flat == ["-dash 'quote' ü.jpg", "three.jpeg"]
+    only_png = list(find_images([str(tmp_path)], extensions=parse_extensions("png")))
+    assert [os.path.basename(p) for p in only_png] == ["two.png"]
+    assert list(find_images([str(tmp_path / "three.jpeg"), str(tmp_path / "three.jpeg")])) == [str(tmp_path / "three.jpeg")]
+
+
+def test_find_images_errors(tmp_path):
+    with pytest.raises(DiscoveryError, match="no such file or directory"):
+        list(find_images([str(tmp_path / "missing")]))
+    with pytest.raises(DiscoveryError, match="at least one extension"):
+        parse_extensions(" , ")
