@@ -5,7 +5,7 @@ FER_DATA_DIR ?= ../shared/data
 BIN := $(VENV)/bin
 export FER_DATA_DIR
 
-.PHONY: install demo test clean
+.PHONY: install demo evaluate test clean
 
 install: $(VENV)/.installed
 
@@ -15,8 +15,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# The main job until the annotation pipeline lands: evaluate the committed seed model on PublicTest.
+# The main job on the embedded default (SQLite, local processes, no servers).
 demo: install
+	$(BIN)/fer annotate $(FER_DATA_DIR)/photos
+
+# Evaluate the committed seed model on FER2013 PublicTest.
+evaluate: install
 	$(BIN)/fer model evaluate --model seed --data $(FER_DATA_DIR)/fer2013 --split val --out out/seed-evaluation
 
 test: install
