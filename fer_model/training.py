@@ -29,6 +29,10 @@ from fer_model.metrics import compute_metrics
 from fer_model.model_card import ModelCard, write_card
 from fer_model.recipes import Recipe
 
+SELECTION_NOTE = (
+    "The saved weights are those of the epoch with the best PublicTest (val) accuracy, so PublicTest "
+    "figures are slightly optimistic; the withheld PrivateTest split is the unbiased check."
+)
 HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
 
 
@@ -232,6 +236,7 @@ def _finish(
             "keras_version": keras.__version__,
         },
         metrics=metrics,
+        notes=[SELECTION_NOTE],
     )
     write_card(run.out, card, model_path)
     return TrainingResult(model_path=model_path, card=card, epochs_run=run.epochs)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from db.session import database_url
 
@@ -37,7 +37,7 @@ app.conf.update(
 
 @app.task(
     name="fer.annotate_chunk",
-    autoretry_for=(OperationalError, DBAPIError),
+    autoretry_for=(OperationalError, InterfaceError),  # transient: lost connections, restarts
     retry_backoff=True,
     retry_backoff_max=60,
     max_retries=10,
