@@ -231,3 +231,13 @@ def test_workers_refuse_paths_outside_the_allowed_roots(embedded_run, tmp_path, 
     engine.dispose()
     assert sorted(rows) == [(job, "failed", "refused: path is outside the allowed roots"),
                             (job2, "failed", "refused: path is outside the allowed roots")]
+
+
+def test_annotate_finds_faces_in_at_least_95_percent_of_the_photos(photos_dir, tmp_path):
+    """Issue 3's acceptance run: every photo in ../shared/data/photos holds a face."""
+    url = f"sqlite:///{tmp_path / 'fer.db'}"
+    result = CliRunner().invoke(fer, ["annotate", str(photos_dir), "--db", url, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output[result.output.index("{"):])
+    assert report["images"]["total"] == report["images"]["done"] == 1000
+    assert report["images_with_faces"] / report["images"]["total"] >= 0.95
