@@ -316,7 +316,11 @@ def export(job, output_format, output, db_url) -> None:
     """Write one row per face of JOB (path, box, label, confidence, probabilities, model)."""
     from sqlalchemy import text
 
+    from db.results import job_summary
+
     engine = _engine(db_url)
+    if job_summary(engine, job) is None:
+        fail(f"no job {job}")
     query = text("SELECT * FROM face_annotations WHERE job_id = :job ORDER BY path, face_index")
     partial = output.with_name(f".{output.name}.partial")
     rows = 0

@@ -186,6 +186,8 @@ def test_submit_without_a_broker_says_what_to_do(archive, monkeypatch, tmp_path)
         (["annotate", "{archive}", "--detector", "nope"], "unknown detector 'nope'"),
         (["annotate", "{archive}", "--db", "postgresql://nobody@127.0.0.1:1/none"], "is unreachable"),
         (["report", "--db", "sqlite:///{tmp}/new.db"], "no jobs yet"),
+        (["export", "42", "-o", "{tmp}/out.csv"], "no job 42"),
+        (["status", "42"], "no job 42"),
     ],
 )
 def test_pipeline_errors_are_clear(archive, tmp_path, arguments, message):
