@@ -269,9 +269,11 @@ def _print_report(summary: dict[str, Any], output_format: str, output: Path | No
     else:
         if output is None:
             console.print(_report_table(summary))
+            console.print(_report_caption(summary))
             return
         with console.capture() as captured:
             console.print(_report_table(summary))
+            console.print(_report_caption(summary))
         text = captured.get()
     if output is None:
         click.echo(text, nl=False)
@@ -283,19 +285,22 @@ def _print_report(summary: dict[str, Any], output_format: str, output: Path | No
         console.print(f"Wrote {output}")
 
 
-def _report_table(summary: dict[str, Any]) -> Table:
+def _report_caption(summary: dict[str, Any]) -> str:
     images = summary["images"]
     model = summary["model"]
-    caption = (
+    return (
         f"{images['total']} images: {images['done']} done, {images['failed']} failed, {images['pending']} pending; "
         f"{summary['faces']} faces; {summary['images_without_faces']} images without faces; "
         f"model {model['name']} {model['version'] or ''}"
     ).rstrip()
-    table = Table(title=f"Job {summary['job']} ({summary['status']})", caption=caption)
+
+
+def _report_table(summary: dict[str, Any]) -> Table:
+    table = Table(title=f"Job {summary['job']} ({summary['status']})")
     if summary.get("rows") is not None:
         columns = [summary["by"], "images", "faces", *summary["emotions"]]
         for column in columns:
-            table.add_column(column, justify="left" if column == summary["by"] else "right")
+            table.add_column(column, justify="left" if column == summary["by"] else "right", overflow="fold")
         for row in summary["rows"]:
             table.add_row(*(str(row[column]) for column in columns))
         return table
