@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from fer_model.classes import CLASSES, CSV_CODE_TO_INDEX, FACE_SIZE
+from fer_model.files import file_sha256
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 USAGE_TO_SPLIT: dict[str, str] = {"training": "train", "publictest": "val", "privatetest": "test"}
@@ -178,11 +179,7 @@ def _folder_key(root: Path, files: list[Path]) -> str:
 
 
 def _csv_key(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return "csv:" + digest.hexdigest()
+    return "csv:" + file_sha256(path)
 
 
 def _read_folders(root: Path, files: list[Path], bad: _BadData) -> Dataset:

@@ -7,11 +7,12 @@ A card is ``card.json`` (read by code: `fer model list`, tests) plus ``card.md``
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from fer_model.files import file_sha256
 
 CARD_JSON = "card.json"
 CARD_MARKDOWN = "card.md"
@@ -30,14 +31,6 @@ class ModelCard:
     model_file: str = "model.keras"
     model_sha256: str = ""
     notes: list[str] = field(default_factory=list)
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_card(folder: Path, card: ModelCard, model_path: Path) -> None:

@@ -6,15 +6,13 @@ or `failed` with a message a person can act on.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-
 import numpy as np
 
+from fer_model.files import file_sha256
 from workers.classifier import EmotionClassifier
 from workers.detection import FaceDetector
 from workers.images import ImageReadError, read_image
@@ -94,7 +92,7 @@ def _detect_one(
         return ImageResult(image_id, "failed", error="refused: path is outside the allowed roots")
     try:
         stat = os.stat(path)
-        sha256 = _file_sha256(path)
+        sha256 = file_sha256(path)
         loaded = read_image(path, max_side=DECODE_SIDE)
     except ImageReadError as error:
         return ImageResult(image_id, "failed", error=str(error))
@@ -122,11 +120,3 @@ def _detect_one(
         crops.append(crop)
         owners.append(face)
     return result
-
-
-def _file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -24,7 +24,7 @@ class ModelIdentity:
 
 class EmotionClassifier:
     def __init__(self, model_name: str):
-        from fer_model.model_card import file_sha256
+        from fer_model.files import file_sha256
         from fer_model.registry import load_model, resolve_model
 
         ref = resolve_model(model_name)
