@@ -14,23 +14,30 @@ def db() -> None:
     """Create and migrate the results database."""
 
 
-@db.command()
-@click.option("--db", "url", help=DB_HELP)
-def upgrade(url: str | None) -> None:
-    """Bring the database schema up to date (safe to run at any time)."""
+def upgraded_engine(url: str | None):
+    """An engine on an up-to-date schema; on failure, one clear line and exit 1."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from db.session import current_revision, make_engine
+    from db.session import make_engine
     from db.session import upgrade as run_upgrade
 
     engine = make_engine(url)
     try:
         run_upgrade(engine)
-        revision = current_revision(engine)
     except (SQLAlchemyError, OSError) as error:
-        fail(f"cannot upgrade {engine.url.render_as_string(hide_password=True)}: {error.__class__.__name__}: {_first_line(error)}")
-    console.print(f"Database {engine.url.render_as_string(hide_password=True)} is at revision {revision}")
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        fail(
+            f"database {engine.url.render_as_string(hide_password=True)} is unreachable or cannot upgrade: "
+            f"{type(error).__name__}: {first_line}"
+        )
+    return engine
 
 
-def _first_line(error: Exception) -> str:
-    return str(error).strip().splitlines()[0] if str(error).strip() else ""
+@db.command()
+@click.option("--db", "url", help=DB_HELP)
+def upgrade(url: str | None) -> None:
+    """Bring the database schema up to date (safe to run at any time)."""
+    from db.session import current_revision
+
+    engine = upgraded_engine(url)
+    console.print(f"Database {engine.url.render_as_string(hide_password=True)} is at revision {current_revision(engine)}")

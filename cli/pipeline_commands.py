@@ -15,24 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from cli.db_commands import DB_HELP
+from cli.db_commands import upgraded_engine as _engine
 from cli.output import console, fail
 
 DEFAULT_CHUNK_SIZE = 32
-
-
-def _engine(url: str | None):
-    """An engine on an up-to-date schema, or a clear error."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from db.session import make_engine, upgrade
-
-    engine = make_engine(url)
-    try:
-        upgrade(engine)
-    except (SQLAlchemyError, OSError) as error:
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        fail(f"database {engine.url.render_as_string(hide_password=True)} is unreachable: {message}")
-    return engine
 
 
 def _discover(paths: tuple[str, ...], recursive: bool, ext: str) -> list[str]:

@@ -10,7 +10,7 @@ import datetime as dt
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -132,12 +132,15 @@ def record_chunk(engine: Engine, job_id: int, model_id: int, results: Sequence[I
     finish_job_if_complete(engine, job_id)
 
 
+def _status_counts(connection: Connection, job_id: int) -> dict[str, int]:
+    query = select(Image.status, func.count()).where(Image.job_id == job_id).group_by(Image.status)
+    return dict(connection.execute(query).all())
+
+
 def finish_job_if_complete(engine: Engine, job_id: int) -> bool:
     """Refresh the job's counts; mark it finished once no image is pending. Runs after the chunk commits."""
     with engine.begin() as connection:
-        counts = dict(
-            connection.execute(select(Image.status, func.count()).where(Image.job_id == job_id).group_by(Image.status)).all()
-        )
+        counts = _status_counts(connection, job_id)
         faces = connection.scalar(select(func.count(Face.id)).join(Image).where(Image.job_id == job_id)) or 0
         values: dict[str, Any] = {
             "images_total": sum(counts.values()),
@@ -165,9 +168,7 @@ def job_summary(engine: Engine, job_id: int) -> dict[str, Any] | None:
         job = connection.execute(select(Job).where(Job.id == job_id)).first()
         if job is None:
             return None
-        statuses = dict(
-            connection.execute(select(Image.status, func.count()).where(Image.job_id == job_id).group_by(Image.status)).all()
-        )
+        statuses = _status_counts(connection, job_id)
         emotions = dict(
             connection.execute(
                 select(Face.label, func.count()).join(Image).where(Image.job_id == job_id).group_by(Face.label)
