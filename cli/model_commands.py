@@ -140,7 +140,7 @@ def train(
 
 
 @model.command()
-@click.option("--model", "model_name", default="seed", show_default=True, help="Model name, run folder or .keras file.")
+@click.option("--model", "model_name", default="default", show_default=True, help="Model name, run folder or .keras file.")
 @click.option("--data", type=click.Path(path_type=Path), required=True, help=DATA_HELP)
 @click.option(
     "--split",
@@ -185,7 +185,43 @@ def evaluate(model_name: str, data: Path, split: str, out: Path, skip_bad: bool)
     table.add_row("weighted F1", "", "", f"{metrics['weighted_f1']:.4f}", "")
     table.add_row("balanced accuracy", "", "", f"{metrics['balanced_accuracy']:.4f}", "")
     console.print(table)
+    tta, calibration = metrics["flip_tta"], metrics["calibration"]
+    console.print(f"With flip TTA: accuracy {tta['accuracy']:.4f}, macro F1 {tta['macro_f1']:.4f}")
+    console.print(
+        f"Calibration: temperature {calibration['temperature']:.3f}, expected calibration error "
+        f"{calibration['ece_uncalibrated']:.4f} uncalibrated, {calibration['ece']:.4f} as served"
+    )
     console.print(f"Wrote {len(result.files)} files to {out}: {', '.join(f.name for f in result.files)}")
+
+
+@model.command()
+@click.option("--model", "model_name", default="default", show_default=True, help="Model name or run folder (with its card).")
+@click.option("--data", type=click.Path(path_type=Path), required=True, help=DATA_HELP)
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable or malformed data and count it, instead of stopping.")
+def calibrate(model_name: str, data: Path, skip_bad: bool) -> None:
+    """Fit the model's temperature on PublicTest and write it into the model file and card."""
+    from fer_model.calibrate_saved import CalibrationError, calibrate_saved_model
+    from fer_model.registry import ModelNotFound, resolve_model
+
+    try:
+        ref = resolve_model(model_name)
+    except ModelNotFound as error:
+        fail(str(error))
+    dataset = _load_data(data, skip_bad)
+    if not dataset.has("val"):
+        fail(f"{data}: no PublicTest (val) split to fit the temperature on")
+    try:
+        with console.status(f"Calibrating {ref.name} ..."):
+            summary = calibrate_saved_model(ref, dataset["val"])
+    except (CalibrationError, ModelNotFound) as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"cannot write {ref.path}: {error.strerror or error}")
+    console.print(
+        f"{ref.name}: temperature {summary['temperature']:.3f}; expected calibration error "
+        f"{summary['ece_before']:.4f} -> {summary['ece_after']:.4f} "
+        f"({summary['ece_after_cross_fitted']:.4f} cross-fitted) on {summary['n']} PublicTest faces"
+    )
 
 
 @model.command(name="list")
@@ -196,33 +232,37 @@ def list_models(output_format: str) -> None:
 
     from rich.table import Table
 
-    from fer_model.registry import available_models
+    from fer_model.registry import available_models, default_model_name
 
     refs = available_models()
+    default = default_model_name()
     rows = []
     for ref in refs:
         val = (ref.card.metrics.get("val") if ref.card else None) or {}
+        calibration = (ref.card.calibration if ref.card else None) or {}
         rows.append(
             {
                 "name": ref.name,
+                "default": ref.folder.name == default,
                 "recipe": ref.card.recipe if ref.card else "",
                 "date": ref.card.date if ref.card else "",
                 "val_accuracy": val.get("accuracy"),
                 "val_macro_f1": val.get("macro_f1"),
                 "val_weighted_f1": val.get("weighted_f1"),
+                "ece": calibration.get("ece_after"),
                 "path": str(ref.path),
             }
         )
     if output_format == "json":
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title="Models")
-    for column in ("name", "recipe", "date", "PublicTest acc", "macro F1", "weighted F1", "path"):
+    table = Table(title="Models (* = default, used by the pipeline unless --model says otherwise)")
+    for column in ("name", "recipe", "date", "PublicTest acc", "macro F1", "weighted F1", "ECE", "path"):
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row["name"], row["recipe"], row["date"],
-            *(f"{row[k]:.4f}" if row[k] is not None else "-" for k in ("val_accuracy", "val_macro_f1", "val_weighted_f1")),
+            row["name"] + (" *" if row["default"] else ""), row["recipe"], row["date"],
+            *(f"{row[k]:.4f}" if row[k] is not None else "-" for k in ("val_accuracy", "val_macro_f1", "val_weighted_f1", "ece")),
             row["path"],
         )
     console.print(table)

@@ -71,7 +71,7 @@ common_input = [
     click.option("--ext", default="jpg,jpeg,png,bmp,gif,tif,tiff,webp", show_default=True, help="File extensions to annotate."),
     click.option("--chunk-size", type=click.IntRange(1, 10_000), default=DEFAULT_CHUNK_SIZE, show_default=True,
                  help="Images per task."),
-    click.option("--model", default="seed", show_default=True, help="Model name, run folder or .keras file."),
+    click.option("--model", default="default", show_default=True, help="Model name (default: the model `fer model list` stars), run folder or .keras file."),
     click.option("--detector", default="haar", show_default=True, help="Face detector."),
     click.option("--db", "db_url", help=DB_HELP),
 ]

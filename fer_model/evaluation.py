@@ -15,3 +15,9 @@ def predict_probabilities(model: keras.Model, faces: np.ndarray, batch_size: int
     if len(faces) == 0:
         return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
     return np.asarray(model.predict(faces.astype(np.float32), batch_size=batch_size, verbose=0))
+
+
+def flip_averaged_probabilities(model: keras.Model, faces: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
+    """Test-time augmentation: the mean of the predictions for each face and its mirror image."""
+    mirrored = faces[:, :, ::-1, ...]
+    return (predict_probabilities(model, faces, batch_size) + predict_probabilities(model, mirrored, batch_size)) / 2

@@ -1,7 +1,9 @@
 """Evaluate a model on a FER2013 split and write the full report into a folder.
 
 Files: metrics.json, classification_report.txt, confusion_matrix.png, misclassified.png,
-correct.png, training_curves.png (when the model's history.csv is known) and report.md.
+correct.png, reliability_diagram.png, training_curves.png (when the model's history.csv is
+known) and report.md. Metrics are for the model as served (calibrated when it carries a
+temperature), without test-time augmentation; flip TTA and calibration are reported beside them.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from typing import Any
 import numpy as np
 
 from fer_model.data import Dataset
-from fer_model.evaluation import predict_probabilities
-from fer_model.figures import confusion_matrix_figure, face_grid_figure, training_curves_figure
+from fer_model.calibration import baked_temperature, expected_calibration_error, reliability_bins, rescale
+from fer_model.evaluation import flip_averaged_probabilities, predict_probabilities
+from fer_model.figures import confusion_matrix_figure, face_grid_figure, reliability_figure, training_curves_figure
 from fer_model.metrics import compute_metrics, report_text
 from fer_model.registry import ModelRef, load_model
 
@@ -40,6 +43,15 @@ def evaluate_model(
     metrics = compute_metrics(split.labels, probabilities, split_name)
     metrics["split_title"] = SPLIT_TITLES[split_name]
     metrics["model"] = {"name": ref.name, "path": str(ref.path)}
+    tta = compute_metrics(split.labels, flip_averaged_probabilities(model, split.images), split_name)
+    metrics["flip_tta"] = {key: tta[key] for key in ("accuracy", "macro_f1", "weighted_f1")}
+    temperature = baked_temperature(model)
+    raw = rescale(probabilities, 1 / temperature)
+    metrics["calibration"] = {
+        "temperature": temperature,
+        "ece_uncalibrated": expected_calibration_error(raw, split.labels),
+        "ece": expected_calibration_error(probabilities, split.labels),
+    }
     if note:
         metrics["note"] = note
 
@@ -54,6 +66,11 @@ def evaluate_model(
     output("classification_report.txt").write_text(report_text(split.labels, probabilities))
     title = f"{ref.name} on {SPLIT_TITLES[split_name]}"
     confusion_matrix_figure(np.array(metrics["confusion_matrix"]), output("confusion_matrix.png"), title)
+
+    curves = {"as served": reliability_bins(probabilities, split.labels)}
+    if temperature != 1.0:
+        curves = {"uncalibrated (T = 1)": reliability_bins(raw, split.labels), f"served (T = {temperature:.2f})": curves["as served"]}
+    reliability_figure(curves, output("reliability_diagram.png"), f"{title}: reliability")
 
     predicted = probabilities.argmax(axis=1)
     confidence = probabilities.max(axis=1)
@@ -92,6 +109,17 @@ def _report_markdown(metrics: dict[str, Any], files: list[str], title: str) -> s
         "|---|---|---|---|---|",
         f"| {metrics['n']} | {metrics['accuracy']:.4f} | {metrics['macro_f1']:.4f} | "
         f"{metrics['weighted_f1']:.4f} | {metrics['balanced_accuracy']:.4f} |",
+        "",
+        f"With horizontal-flip test-time augmentation: accuracy {metrics['flip_tta']['accuracy']:.4f}, "
+        f"macro F1 {metrics['flip_tta']['macro_f1']:.4f}.",
+        "",
+        "## Calibration",
+        "",
+        f"Temperature {metrics['calibration']['temperature']:.3f}; expected calibration error "
+        f"{metrics['calibration']['ece_uncalibrated']:.4f} uncalibrated, {metrics['calibration']['ece']:.4f} as served "
+        "(15 equal-width confidence bins).",
+        "",
+        "![reliability diagram](reliability_diagram.png)",
         "",
         "## Per class",
         "",

@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from fer_model.calibration import ReliabilityBins  # noqa: E402
 from fer_model.classes import CLASSES  # noqa: E402
 
 
@@ -83,6 +84,31 @@ def training_curves_figure(history: list[dict[str, float]], path: Path) -> None:
         axis.set_title(metric)
         axis.grid(alpha=0.3)
         axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def reliability_figure(curves: dict[str, ReliabilityBins], path: Path, title: str) -> None:
+    """Accuracy against confidence per bin for each named set of probabilities; the diagonal is perfect calibration."""
+    figure, (axis, counts_axis) = plt.subplots(
+        2, 1, figsize=(6.5, 7.5), sharex=True, gridspec_kw={"height_ratios": [3, 1]}
+    )
+    axis.plot([0, 1], [0, 1], color="gray", linestyle="--", label="perfect calibration")
+    for (name, bins), marker in zip(curves.items(), "os^"):
+        filled = bins.counts > 0
+        axis.plot(bins.confidence[filled], bins.accuracy[filled], marker=marker, label=name)
+        centres = (bins.edges[:-1] + bins.edges[1:]) / 2
+        counts_axis.step(centres, bins.counts, where="mid", label=name)
+    axis.set_ylabel("accuracy")
+    axis.set_xlim(0, 1)
+    axis.set_ylim(0, 1)
+    axis.set_title(title)
+    axis.grid(alpha=0.3)
+    axis.legend(loc="upper left", fontsize=8)
+    counts_axis.set_xlabel("confidence (top probability)")
+    counts_axis.set_ylabel("faces")
+    counts_axis.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)

@@ -30,6 +30,7 @@ class ModelCard:
     date: str = field(default_factory=lambda: dt.date.today().isoformat())
     model_file: str = "model.keras"
     model_sha256: str = ""
+    calibration: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -77,6 +78,17 @@ def card_markdown(card: ModelCard) -> str:
         ],
         "",
     ]
+    if card.calibration:
+        c = card.calibration
+        lines += [
+            "## Calibration",
+            "",
+            f"Temperature {c['temperature']:.3f} fitted on {c['n']} PublicTest faces (negative log-likelihood) and "
+            "built into the model file. Expected calibration error (15 bins): "
+            f"{c['ece_before']:.4f} before, {c['ece_after']:.4f} after; {c['ece_after_cross_fitted']:.4f} after "
+            "when each half of PublicTest is rescaled with the temperature fitted on the other half.",
+            "",
+        ]
     if card.notes:
         lines += ["## Notes", "", *[f"- {note}" for note in card.notes], ""]
     return "\n".join(lines)

@@ -9,6 +9,9 @@ from fer_model.model_card import CARD_JSON, ModelCard, read_card
 
 MODELS_DIR = Path(__file__).parent / "models"
 MODEL_FILE = "model.keras"
+DEFAULT_NAME = "default"
+# Names the committed model that `default` stands for: the pipeline's model unless --model says otherwise.
+DEFAULT_POINTER = MODELS_DIR / "DEFAULT"
 
 
 class ModelNotFound(Exception):
@@ -38,8 +41,15 @@ def available_models() -> list[ModelRef]:
     return [resolve_model(folder.name) for folder in sorted(MODELS_DIR.iterdir()) if (folder / MODEL_FILE).is_file()]
 
 
+def default_model_name() -> str:
+    """The committed model that `default` resolves to."""
+    return DEFAULT_POINTER.read_text().strip() if DEFAULT_POINTER.is_file() else DEFAULT_NAME
+
+
 def resolve_model(name_or_path: str | Path) -> ModelRef:
-    """A committed model's name (`seed`), a run folder holding model.keras, or a `.keras` file."""
+    """A committed model's name (`seed`, or `default`), a run folder holding model.keras, or a `.keras` file."""
+    if str(name_or_path) == DEFAULT_NAME and not (MODELS_DIR / DEFAULT_NAME / MODEL_FILE).is_file():
+        name_or_path = default_model_name()
     candidate = Path(name_or_path).expanduser()
     if candidate.is_dir():
         candidate = candidate / MODEL_FILE
@@ -56,6 +66,7 @@ def load_model(ref: ModelRef):
     """Load the Keras model (importing the custom layers it needs)."""
     import keras
 
+    import fer_model.calibration  # noqa: F401  registers TemperatureScaling for deserialisation
     import fer_model.preprocessing  # noqa: F401  registers FaceMinMaxScaling for deserialisation
 
     try:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import keras
 import numpy as np
 
+from fer_model.calibration import calibration_summary, with_temperature
 from fer_model.classes import CLASSES
 from fer_model.data import Dataset, Split
 from fer_model.evaluation import predict_probabilities
@@ -135,7 +136,7 @@ def train(
     else:
         keras.utils.set_random_seed(run.seed)
         model = run.recipe.build(run.seed)
-        model.compile(optimizer=run.recipe.make_optimizer(), loss="categorical_crossentropy", metrics=["accuracy"])
+        model.compile(optimizer=run.recipe.make_optimizer(), loss=run.recipe.make_loss(), metrics=["accuracy"])
     _truncate_history(out / "history.csv", start_epoch)
 
     base_rate = float(keras.ops.convert_to_numpy(run.recipe.make_optimizer().learning_rate))
@@ -203,6 +204,10 @@ def _finish(
     trained = keras.saving.load_model(best_path)
     model = run.recipe.build(run.seed)
     model.set_weights(trained.get_weights())
+    calibration: dict[str, Any] = {}
+    if val_split is not None and len(val_split):
+        calibration = calibration_summary(predict_probabilities(model, val_split.images), val_split.labels)
+        model = with_temperature(model, calibration["temperature"])
     model_path = run.out / "model.keras"
     _save_atomically(model, model_path)
 
@@ -232,10 +237,12 @@ def _finish(
             "batch_size": run.recipe.batch_size,
             "class_weights": run.class_weights,
             "oversample_to": run.recipe.oversample_to,
+            "label_smoothing": run.recipe.label_smoothing,
             "backend": keras.backend.backend(),
             "keras_version": keras.__version__,
         },
         metrics=metrics,
+        calibration=calibration,
         notes=[SELECTION_NOTE],
     )
     write_card(run.out, card, model_path)

@@ -8,6 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from cli.main import fer
+from fer_model.registry import default_model_name
 from tests.conftest import write_image_folders
 
 
@@ -23,6 +24,14 @@ def test_model_list_shows_committed_models_with_card_metrics():
     assert result.exit_code == 0, result.output
     rows = {row["name"]: row for row in json.loads(result.output)}
     assert "seed" in rows and rows["seed"]["val_weighted_f1"] >= 0.63
+    assert [row["name"] for row in rows.values() if row["default"]] == [default_model_name()]
+    assert rows["seed"]["ece"] < 0.05
+
+
+def test_default_names_the_starred_model():
+    from fer_model.registry import resolve_model
+
+    assert resolve_model("default").path == resolve_model(default_model_name()).path
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +60,13 @@ def test_evaluate_writes_every_report_file(trained_run, tmp_path, split, expecte
     assert len(metrics["confusion_matrix"]) == 7 and sum(map(sum, metrics["confusion_matrix"])) == 21
     assert metrics["per_class"]["happy"]["support"] == 3
     for name in ("classification_report.txt", "confusion_matrix.png", "misclassified.png", "correct.png",
-                 "training_curves.png", "report.md"):
+                 "reliability_diagram.png", "training_curves.png", "report.md"):
         assert (out / name).is_file(), name
-    assert "weighted F1" in result.output
+    assert "weighted F1" in result.output and "With flip TTA" in result.output
+    assert 0 <= metrics["flip_tta"]["accuracy"] <= 1
+    # The trained run carries the temperature fitted on its PublicTest split.
+    assert metrics["calibration"]["temperature"] != 1.0
+    assert 0 <= metrics["calibration"]["ece"] <= 1 and "## Calibration" in (out / "report.md").read_text()
 
 
 def test_evaluate_on_withheld_private_test_falls_back_and_says_so(trained_run, tmp_path):

@@ -115,3 +115,21 @@ def test_unknown_recipe_and_bad_data_are_clear_errors(tiny_data, tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "Skipped 1 bad item" in result.output
+
+
+def test_default_recipe_trains_and_serves_calibrated_probabilities(tiny_data, tmp_path):
+    from fer_model.calibration import baked_temperature
+    from fer_model.evaluation import predict_probabilities
+    from fer_model.registry import load_model, resolve_model
+
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        fer, ["model", "train", "--recipe", "default", "--data", str(tiny_data), "--out", str(out), "--epochs", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    card = json.loads((out / "card.json").read_text())
+    assert card["recipe"] == "default" and card["training"]["label_smoothing"] == 0.1
+    model = load_model(resolve_model(out))
+    assert baked_temperature(model) == pytest.approx(card["calibration"]["temperature"])
+    probabilities = predict_probabilities(model, np.zeros((3, 48, 48), dtype=np.uint8))
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)

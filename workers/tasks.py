@@ -38,7 +38,7 @@ def process_chunk(database_url: str, job_id: int, image_ids: list[int], options:
     items = pending_paths(engine, job_id, image_ids)
     if not items:
         return {"job": job_id, "images": 0, "faces": 0}
-    classifier = get_classifier(options.get("model", "seed"))
+    classifier = get_classifier(options.get("model", "default"))
     detector = get_detector(options.get("detector", DEFAULT_DETECTOR))
     model_id = ensure_model(engine, classifier.identity)
     mark_running(engine, job_id)
