@@ -5,7 +5,7 @@ FER_DATA_DIR ?= ../shared/data
 BIN := $(VENV)/bin
 export FER_DATA_DIR
 
-.PHONY: install demo evaluate test clean
+.PHONY: install demo evaluate test bench bench-peer clean
 
 install: $(VENV)/.installed
 
@@ -22,6 +22,19 @@ demo: install
 # Evaluate the committed seed model on FER2013 PublicTest.
 evaluate: install
 	$(BIN)/fer model evaluate --model seed --data $(FER_DATA_DIR)/fer2013 --split val --out out/seed-evaluation
+
+# Throughput against the `fer` package (in its own venv, .bench/fer-peer); prints the figures last.
+bench: install bench-peer
+	$(BIN)/python bench/classifier.py
+	$(BIN)/python bench/pipeline.py --peer-python .bench/fer-peer/bin/python
+
+bench-peer: .bench/fer-peer/.installed
+
+.bench/fer-peer/.installed:
+	$(PYTHON) -m venv .bench/fer-peer
+	.bench/fer-peer/bin/pip install --quiet --no-deps fer==25.10.3
+	.bench/fer-peer/bin/pip install --quiet 'tensorflow-cpu==2.21.*' opencv-contrib-python==4.14.0.94 pandas requests tqdm Pillow matplotlib 'setuptools<81'
+	touch $@
 
 test: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider

@@ -8,6 +8,8 @@ from pathlib import Path
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from rich.markup import escape
+
 from cli.output import console, fail
 
 DATA_HELP = "FER2013 as image folders (<split>/<class>/<image>) or the original fer2013.csv."
@@ -21,7 +23,7 @@ def model() -> None:
 def _load_data(data: Path, skip_bad: bool):
     from fer_model.data import DataError, load_fer2013
 
-    with console.status(f"Reading {data} ..."):
+    with console.status(f"Reading {escape(str(data))} ..."):
         try:
             dataset = load_fer2013(data, skip_bad=skip_bad)
         except DataError as error:
@@ -29,7 +31,7 @@ def _load_data(data: Path, skip_bad: bool):
     counts = ", ".join(f"{name} {len(split)}" for name, split in dataset.splits.items())
     console.print(f"Data: {counts}" + (" (cached)" if dataset.from_cache else ""))
     if dataset.skipped:
-        console.print(f"[yellow]Skipped {dataset.skipped} bad item(s)[/], for example: {dataset.skipped_examples[0]}")
+        console.print(f"[yellow]Skipped {dataset.skipped} bad item(s)[/], for example: {escape(str(dataset.skipped_examples[0]))}")
     return dataset
 
 
@@ -136,7 +138,7 @@ def train(
         console.print(
             f"PublicTest: accuracy {val['accuracy']:.4f}, macro F1 {val['macro_f1']:.4f}, weighted F1 {val['weighted_f1']:.4f}"
         )
-    console.print(f"Model: {result.model_path}")
+    console.print(f"Model: {escape(str(result.model_path))}")
 
 
 @model.command()
@@ -165,14 +167,14 @@ def evaluate(model_name: str, data: Path, split: str, out: Path, skip_bad: bool)
         fail(str(error))
     dataset = _load_data(data, skip_bad)
     try:
-        with console.status(f"Evaluating {ref.name} ..."):
+        with console.status(f"Evaluating {escape(ref.name)} ..."):
             result = evaluate_model(ref, dataset, split, out)
     except (DataError, ModelNotFound) as error:
         fail(str(error))
     except OSError as error:
         fail(f"cannot write to {out}: {error.strerror or error}")
     if result.note:
-        console.print(f"[yellow]Note:[/] {result.note}")
+        console.print(f"[yellow]Note:[/] {escape(result.note)}")
     metrics = result.metrics
     table = Table(title=f"{ref.name} on {metrics['split_title']} ({metrics['n']} faces)")
     for column in ("class", "precision", "recall", "F1", "support"):
@@ -191,7 +193,7 @@ def evaluate(model_name: str, data: Path, split: str, out: Path, skip_bad: bool)
         f"Calibration: temperature {calibration['temperature']:.3f}, expected calibration error "
         f"{calibration['ece_uncalibrated']:.4f} uncalibrated, {calibration['ece']:.4f} as served"
     )
-    console.print(f"Wrote {len(result.files)} files to {out}: {', '.join(f.name for f in result.files)}")
+    console.print(f"Wrote {len(result.files)} files to {escape(str(out))}: {', '.join(f.name for f in result.files)}")
 
 
 @model.command()
@@ -211,7 +213,7 @@ def calibrate(model_name: str, data: Path, skip_bad: bool) -> None:
     if not dataset.has("val"):
         fail(f"{data}: no PublicTest (val) split to fit the temperature on")
     try:
-        with console.status(f"Calibrating {ref.name} ..."):
+        with console.status(f"Calibrating {escape(ref.name)} ..."):
             summary = calibrate_saved_model(ref, dataset["val"])
     except (CalibrationError, ModelNotFound) as error:
         fail(str(error))

@@ -6,13 +6,16 @@ import csv
 import io
 import json
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from cli.db_commands import DB_HELP
 from cli.db_commands import upgraded_engine as _engine
@@ -33,7 +36,7 @@ def _discover(paths: tuple[str, ...], recursive: bool, ext: str) -> list[str]:
     return found
 
 
-def _options(model: str, detector: str, roots: list[str]) -> dict[str, Any]:
+def _options(model: str, detector: str, min_face: int, roots: list[str]) -> dict[str, Any]:
     from fer_model.registry import ModelNotFound, resolve_model
     from workers.detection import DETECTOR_FACTORIES
 
@@ -43,7 +46,7 @@ def _options(model: str, detector: str, roots: list[str]) -> dict[str, Any]:
         fail(str(error))
     if detector not in DETECTOR_FACTORIES:
         fail(f"unknown detector {detector!r}; available: {', '.join(DETECTOR_FACTORIES)}")
-    return {"model": model, "detector": detector, "allowed_roots": roots}
+    return {"model": model, "detector": detector, "min_face": min_face, "allowed_roots": roots}
 
 
 def _allowed_roots(paths: tuple[str, ...]) -> list[str]:
@@ -73,6 +76,8 @@ common_input = [
                  help="Images per task."),
     click.option("--model", default="default", show_default=True, help="Model name (default: the model `fer model list` stars), run folder or .keras file."),
     click.option("--detector", default="haar", show_default=True, help="Face detector."),
+    click.option("--min-face", type=click.IntRange(20, 10_000), default=48, show_default=True,
+                 help="Smallest face to look for, in pixels of the photo (the model sees 48x48)."),
     click.option("--db", "db_url", help=DB_HELP),
 ]
 
@@ -89,14 +94,14 @@ def with_common_input(function):
               help="Local worker processes.")
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="Format of the report printed at the end.")
-def annotate(paths, recursive, ext, chunk_size, model, detector, db_url, processes, output_format) -> None:
+def annotate(paths, recursive, ext, chunk_size, model, detector, min_face, db_url, processes, output_format) -> None:
     """Annotate PATHS here and now: no servers (SQLite and local processes by default)."""
     from db.results import create_job, finish_job_if_complete, image_ids, job_summary
     from db.session import database_url
     from workers.embedded import run_locally
 
     files = _discover(paths, recursive, ext)
-    options = _options(model, detector, _allowed_roots(paths))
+    options = _options(model, detector, min_face, _allowed_roots(paths))
     options["chunk_size"] = chunk_size
     engine = _engine(db_url)
     job_id = create_job(engine, [os.path.abspath(p) for p in paths], options, files)
@@ -106,49 +111,119 @@ def annotate(paths, recursive, ext, chunk_size, model, detector, db_url, process
     try:
         with _progress() as bar:
             task = bar.add_task(f"job {job_id}", total=len(files))
-            run_locally(url, job_id, chunks, options, min(processes, len(chunks)),
-                        on_chunk_done=lambda n: bar.advance(task, n))
+            stage_seconds = run_locally(url, job_id, chunks, options, min(processes, len(chunks)),
+                                        on_chunk_done=lambda n: bar.advance(task, n))
     except KeyboardInterrupt:
-        fail(f"interrupted; job {job_id} keeps what was finished", exit_code=130)
+        _interrupted(engine, job_id, f"fer retry {job_id} --local")
     finish_job_if_complete(engine, job_id)
     summary = job_summary(engine, job_id)
     summary["seconds"] = round(time.monotonic() - started, 2)
+    summary["stage_seconds"] = stage_seconds.as_dict()
     _print_report(summary, output_format)
 
 
 @click.command()
 @with_common_input
 @click.option("--wait", is_flag=True, help="Wait for the job to finish and print its report.")
-def submit(paths, recursive, ext, chunk_size, model, detector, db_url, wait) -> None:
+def submit(paths, recursive, ext, chunk_size, model, detector, min_face, db_url, wait) -> None:
     """Record a job for PATHS and queue it for `fer worker` processes (Redis by default)."""
-    from kombu.exceptions import OperationalError as BrokerError
-
     from db.results import create_job, image_ids
-    from workers.celery_app import annotate_chunk, app, broker_url
 
-    app.conf.broker_url = broker_url()
     files = _discover(paths, recursive, ext)
-    options = _options(model, detector, _allowed_roots(paths))
+    options = _options(model, detector, min_face, _allowed_roots(paths))
     options["chunk_size"] = chunk_size
-    try:
-        with app.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, timeout=5)
-    except (BrokerError, OSError) as error:
-        fail(
-            f"cannot reach the broker at {app.conf.broker_url} ({error}). Start Redis "
-            "(e.g. `redis-server` or `docker compose up -d redis`), set FER_BROKER_URL, "
-            "or annotate without servers: `fer annotate PATH`."
-        )
+    _check_broker()
     engine = _engine(db_url)
     job_id = create_job(engine, [os.path.abspath(p) for p in paths], options, files)
-    for chunk in _chunks(image_ids(engine, job_id), chunk_size):
-        annotate_chunk.apply_async(args=[job_id, chunk, options])
+    _enqueue(engine, job_id, image_ids(engine, job_id), options)
     click.echo(job_id)
     if wait:
         _wait_for(engine, job_id)
         from db.results import job_summary
 
         _print_report(job_summary(engine, job_id), "table")
+
+
+def _enqueue(engine, job_id: int, ids: list[int], options: dict[str, Any]) -> None:
+    """Queue the images in chunks. Ctrl-C or SIGTERM part-way marks the job 'interrupted' for `fer retry`."""
+    from db.results import mark_job
+    from workers.celery_app import annotate_chunk, app
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        # An explicit connection follows the broker URL read now, not one cached by an earlier call in this process.
+        with app.connection_for_write() as connection:
+            for chunk in _chunks(ids, int(options.get("chunk_size", DEFAULT_CHUNK_SIZE))):
+                annotate_chunk.apply_async(args=[job_id, chunk, options], connection=connection)
+    except KeyboardInterrupt:
+        mark_job(engine, job_id, "interrupted")
+        fail(f"interrupted while queueing job {job_id}; queue the rest with `fer retry {job_id}`", exit_code=130)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_broker() -> None:
+    from kombu.exceptions import OperationalError as BrokerError
+    from kombu.utils.url import maybe_sanitize_url
+
+    from workers.celery_app import app, broker_url
+
+    app.conf.broker_url = broker_url()
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=5)
+    except (BrokerError, OSError) as error:
+        fail(
+            f"cannot reach the broker at {maybe_sanitize_url(app.conf.broker_url)} ({error}). Start Redis "
+            "(e.g. `redis-server` or `docker compose up -d redis`), set FER_BROKER_URL, "
+            "or annotate without servers: `fer annotate PATH`."
+        )
+
+
+@click.command()
+@click.argument("job", type=int)
+@click.option("--failed", is_flag=True, help="Also re-process the images that failed.")
+@click.option("--local", is_flag=True, help="Process them here with local processes instead of queueing them for workers.")
+@click.option("--processes", type=click.IntRange(1, 256), default=os.cpu_count() or 1, show_default=True,
+              help="Local worker processes (with --local).")
+@click.option("--chunk-size", type=click.IntRange(1, 10_000), help="Images per task (default: the job's).")
+@click.option("--wait", is_flag=True, help="Wait for the job to finish and print its report.")
+@click.option("--db", "db_url", help=DB_HELP)
+def retry(job, failed, local, processes, chunk_size, wait, db_url) -> None:
+    """Finish JOB: queue its pending images again (lost tasks, an interrupted submit or annotate), and with
+    --failed its failed ones. Images already done are never processed twice."""
+    from db.results import job_options, job_summary, reopen_job
+    from db.session import database_url
+    from workers.embedded import run_locally
+
+    engine = _engine(db_url)
+    options = job_options(engine, job)
+    if options is None:
+        fail(f"no job {job}")
+    if chunk_size:
+        options["chunk_size"] = chunk_size
+    if not local:
+        _check_broker()
+    ids = reopen_job(engine, job, include_failed=failed)
+    console.print(f"Job {job}: {len(ids)} image(s) to process" + ("" if ids else "; nothing to do"))
+    if ids and local:
+        try:
+            with _progress() as bar:
+                task = bar.add_task(f"job {job}", total=len(ids))
+                chunks = _chunks(ids, int(options.get("chunk_size", DEFAULT_CHUNK_SIZE)))
+                run_locally(database_url(db_url), job, chunks, options, min(processes, len(chunks)),
+                            on_chunk_done=lambda n: bar.advance(task, n))
+        except KeyboardInterrupt:
+            _interrupted(engine, job, f"fer retry {job} --local")
+    elif ids:
+        _enqueue(engine, job, ids, options)
+        if wait:
+            _wait_for(engine, job)
+    if local or wait:
+        _print_report(job_summary(engine, job), "table")
 
 
 @click.command()
@@ -173,6 +248,13 @@ def _resolve_job(engine, job: int | None) -> int:
     if job_id is None:
         fail("no jobs yet: run `fer annotate PATH` or `fer submit PATH`")
     return job_id
+
+
+def _interrupted(engine, job_id: int, resume_command: str) -> None:
+    from db.results import mark_job
+
+    mark_job(engine, job_id, "interrupted")
+    fail(f"interrupted; job {job_id} keeps what was finished; finish it with `{resume_command}`", exit_code=130)
 
 
 def _wait_for(engine, job_id: int, poll: float = 1.0) -> None:
@@ -255,11 +337,11 @@ def _print_report(summary: dict[str, Any], output_format: str, output: Path | No
     else:
         if output is None:
             console.print(_report_table(summary))
-            console.print(_report_caption(summary))
+            console.print(Text(_report_caption(summary)))
             return
         with console.capture() as captured:
             console.print(_report_table(summary))
-            console.print(_report_caption(summary))
+            console.print(Text(_report_caption(summary)))
         text = captured.get()
     if output is None:
         click.echo(text, nl=False)
@@ -268,7 +350,7 @@ def _print_report(summary: dict[str, Any], output_format: str, output: Path | No
             output.write_text(text)
         except OSError as error:
             fail(f"cannot write {output}: {error.strerror or error}")
-        console.print(f"Wrote {output}")
+        console.print(f"Wrote {escape(str(output))}")
 
 
 def _report_caption(summary: dict[str, Any]) -> str:
@@ -288,7 +370,7 @@ def _report_table(summary: dict[str, Any]) -> Table:
         for column in columns:
             table.add_column(column, justify="left" if column == summary["by"] else "right", overflow="fold")
         for row in summary["rows"]:
-            table.add_row(*(str(row[column]) for column in columns))
+            table.add_row(*(Text(str(row[column])) for column in columns))  # folder names are user data
         return table
     table.add_column("emotion")
     table.add_column("faces", justify="right")
@@ -332,4 +414,4 @@ def export(job, output_format, output, db_url) -> None:
     except OSError as error:
         partial.unlink(missing_ok=True)
         fail(f"cannot write {output}: {error.strerror or error}")
-    console.print(f"Wrote {rows} faces to {output}")
+    console.print(f"Wrote {rows} faces to {escape(str(output))}")

@@ -157,6 +157,42 @@ def finish_job_if_complete(engine: Engine, job_id: int) -> bool:
         return complete
 
 
+def mark_job(engine: Engine, job_id: int, status: str) -> None:
+    """Set a job's status (e.g. 'interrupted' when its submission was cut short)."""
+    with engine.begin() as connection:
+        connection.execute(update(Job).where(Job.id == job_id).values(status=status))
+
+
+def job_options(engine: Engine, job_id: int) -> dict[str, Any] | None:
+    """The options a job was submitted with (model, detector, allowed roots, chunk size), or None: no such job."""
+    with engine.connect() as connection:
+        row = connection.execute(select(Job.options).where(Job.id == job_id)).first()
+    return None if row is None else dict(row.options)
+
+
+def reopen_job(engine: Engine, job_id: int, include_failed: bool) -> list[int]:
+    """Make a job runnable again and return the ids of the images that need work.
+
+    Pending images (never queued, or queued and lost) are returned as they are; with
+    ``include_failed``, failed images are reset to pending first (their error cleared).
+    Done images are never touched, so nothing is counted twice.
+    """
+    with engine.begin() as connection:
+        if include_failed:
+            connection.execute(
+                update(Image)
+                .where(Image.job_id == job_id, Image.status == "failed")
+                .values(status="pending", error=None, processed_at=None)
+            )
+        ids = list(connection.scalars(
+            select(Image.id).where(Image.job_id == job_id, Image.status == "pending").order_by(Image.id)
+        ))
+        if ids:
+            connection.execute(update(Job).where(Job.id == job_id).values(status="pending", finished_at=None))
+    finish_job_if_complete(engine, job_id)
+    return ids
+
+
 def latest_job_id(engine: Engine) -> int | None:
     with engine.connect() as connection:
         return connection.scalar(select(func.max(Job.id)))

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
 import numpy as np
 
 from fer_model.files import file_sha256
@@ -17,7 +19,37 @@ from workers.classifier import EmotionClassifier
 from workers.detection import FaceDetector
 from workers.images import ImageReadError, read_image
 
+# Large JPEGs are decoded reduced: to no less than DECODE_SIDE pixels on the longer side, and
+# never so small that a face of the smallest size asked for drops below a detector's 20-px window.
 DECODE_SIDE = 1280
+DETECTOR_WINDOW = 20
+MIN_FACE_SIZE = 48
+
+
+@dataclass
+class StageSeconds:
+    """Where a chunk's time went, summed over its images."""
+
+    hash: float = 0.0
+    decode: float = 0.0
+    detect: float = 0.0
+    classify: float = 0.0
+    write: float = 0.0
+
+    @contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            setattr(self, stage, getattr(self, stage) + time.perf_counter() - started)
+
+    def add(self, other: dict[str, float]) -> None:
+        for stage, seconds in other.items():
+            setattr(self, stage, getattr(self, stage) + seconds)
+
+    def as_dict(self) -> dict[str, float]:
+        return {stage: round(seconds, 4) for stage, seconds in asdict(self).items()}
 
 
 @dataclass
@@ -60,18 +92,25 @@ def annotate_images(
     detector: FaceDetector,
     classifier: EmotionClassifier,
     allowed_roots: Sequence[Sequence[str]],
+    seconds: StageSeconds | None = None,
+    min_face: int = MIN_FACE_SIZE,
 ) -> list[ImageResult]:
-    """Annotate the chunk's images; a path must lie below a root of every list in ``allowed_roots``."""
+    """Annotate the chunk's images; a path must lie below a root of every list in ``allowed_roots``.
+
+    All faces of the chunk are classified in one batched model call.
+    """
+    seconds = seconds if seconds is not None else StageSeconds()
     results: list[ImageResult] = []
     crops: list[np.ndarray] = []
     owners: list[FaceResult] = []
     for image_id, path in items:
         started = time.perf_counter()
-        result = _detect_one(image_id, path, detector, allowed_roots, crops, owners)
+        result = _detect_one(image_id, path, detector, allowed_roots, crops, owners, seconds, min_face)
         result.duration_ms = (time.perf_counter() - started) * 1000
         results.append(result)
     started = time.perf_counter()
-    probabilities = classifier.predict(crops)
+    with seconds.timing("classify"):
+        probabilities = classifier.predict(crops)
     for face, row in zip(owners, probabilities):
         face.probabilities = [float(p) for p in row]
     share = (time.perf_counter() - started) * 1000 / max(len(results), 1)
@@ -87,13 +126,17 @@ def _detect_one(
     allowed_roots: Sequence[Sequence[str]],
     crops: list[np.ndarray],
     owners: list[FaceResult],
+    seconds: StageSeconds,
+    min_face: int,
 ) -> ImageResult:
     if not all(is_allowed(path, roots) for roots in allowed_roots):
         return ImageResult(image_id, "failed", error="refused: path is outside the allowed roots")
     try:
         stat = os.stat(path)
-        sha256 = file_sha256(path)
-        loaded = read_image(path, max_side=DECODE_SIDE)
+        with seconds.timing("hash"):
+            sha256 = file_sha256(path)
+        with seconds.timing("decode"):
+            loaded = read_image(path, max_side=DECODE_SIDE, min_scale=min(1.0, DETECTOR_WINDOW / min_face))
     except ImageReadError as error:
         return ImageResult(image_id, "failed", error=str(error))
     except FileNotFoundError:
@@ -103,7 +146,8 @@ def _detect_one(
     result = ImageResult(
         image_id, "done", width=loaded.width, height=loaded.height, size=stat.st_size, mtime=stat.st_mtime, sha256=sha256
     )
-    boxes = sorted(detector.detect(loaded.gray), key=lambda d: (d.y, d.x))
+    with seconds.timing("detect"):
+        boxes = sorted(detector.detect(loaded.gray, min_face * loaded.scale), key=lambda d: (d.y, d.x))
     for index, box in enumerate(boxes):
         crop = loaded.gray[max(box.y, 0) : box.y + box.h, max(box.x, 0) : box.x + box.w]
         if crop.size == 0:

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 
 from celery import Celery
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from db.session import database_url
 
-# A chunk runs for seconds to minutes; a message unacknowledged for longer is redelivered.
-VISIBILITY_TIMEOUT = 3600
+# A chunk runs for seconds to minutes; a message unacknowledged for longer is redelivered
+# (to another worker, when the one holding it died). Tasks are idempotent, so an early
+# redelivery costs time, never correctness.
+VISIBILITY_TIMEOUT = int(os.environ.get("FER_VISIBILITY_TIMEOUT", "3600"))
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 
@@ -37,7 +39,9 @@ app.conf.update(
 
 @app.task(
     name="fer.annotate_chunk",
-    autoretry_for=(OperationalError, InterfaceError),  # transient: lost connections, restarts
+    # Transient: lost connections and server restarts; IntegrityError when a re-queued chunk
+    # races its lost twin (the retry finds the images done and does nothing).
+    autoretry_for=(OperationalError, InterfaceError, IntegrityError),
     retry_backoff=True,
     retry_backoff_max=60,
     max_retries=10,

@@ -1,8 +1,10 @@
 """Pluggable face detectors. Each finds faces in an upright gray image; none downloads anything.
 
-Detectors work on a copy shrunk to at most ``detect_side`` pixels on its longer side
-(faces in photos are large enough for that), and boxes are mapped back to the
-image they were given.
+Detectors work on a shrunk copy, and boxes are mapped back to the image they were
+given. The copy is at most ``detect_side`` pixels on its longer side, except where
+that would make a face of ``min_face_size`` pixels (in the given image) smaller than
+the detector's smallest window: large photos with small faces keep the resolution
+those faces need.
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ class Detection:
 class FaceDetector(Protocol):
     name: str
 
-    def detect(self, gray: np.ndarray) -> list[Detection]: ...
+    def detect(self, gray: np.ndarray, min_face_size: float = 0.0) -> list[Detection]: ...
+
+
+def detection_scale(shape: tuple[int, ...], detect_side: int, window: int, min_face_size: float) -> float:
+    """How much to shrink an image of ``shape`` before detection (1.0: not at all)."""
+    keep_faces = window / min_face_size if min_face_size > 0 else 0.0
+    return min(1.0, max(detect_side / max(shape), keep_faces))
 
 
 class UnknownDetector(Exception):
@@ -48,15 +56,17 @@ class HaarDetector:
         if self.cascade.empty():
             raise UnknownDetector(f"cascade {path} is missing from this OpenCV build (OpenCV 5 ships none)")
 
-    def detect(self, gray: np.ndarray) -> list[Detection]:
-        scale = min(1.0, self.detect_side / max(gray.shape))
+    def detect(self, gray: np.ndarray, min_face_size: float = 0.0) -> list[Detection]:
+        scale = detection_scale(gray.shape, self.detect_side, self.min_face, min_face_size)
         small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
         small = cv2.equalizeHist(small)
+        # Skipping windows smaller than the faces asked for is most of the speed on small photos.
+        smallest = max(self.min_face, int(min_face_size * scale))
         boxes, _, weights = self.cascade.detectMultiScale3(
             small,
             scaleFactor=1.1,
             minNeighbors=self.min_neighbors,
-            minSize=(self.min_face, self.min_face),
+            minSize=(smallest, smallest),
             outputRejectLevels=True,
         )
         return [
@@ -81,8 +91,8 @@ class MtcnnDetector:
         self.min_confidence = min_confidence
         self.model = MTCNN(stages="face_detection_only")
 
-    def detect(self, gray: np.ndarray) -> list[Detection]:
-        scale = min(1.0, self.detect_side / max(gray.shape))
+    def detect(self, gray: np.ndarray, min_face_size: float = 0.0) -> list[Detection]:
+        scale = detection_scale(gray.shape, self.detect_side, 20, min_face_size)  # MTCNN's default smallest face
         small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
         found = self.model.detect_faces(np.ascontiguousarray(np.repeat(small[..., None], 3, axis=2)))
         return [

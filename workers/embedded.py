@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any
 
+from workers.annotate import StageSeconds
 from workers.tasks import process_chunk
 
 
@@ -17,14 +18,18 @@ def run_locally(
     options: dict[str, Any],
     processes: int,
     on_chunk_done: Callable[[int], None] | None = None,
-) -> None:
-    """Process every chunk; `on_chunk_done(images)` after each. Errors in a chunk propagate."""
+) -> StageSeconds:
+    """Process every chunk; `on_chunk_done(images)` after each. Errors in a chunk propagate.
+
+    Returns the seconds spent per stage, summed over all processes.
+    """
+    seconds = StageSeconds()
     if processes <= 1:
         for chunk in chunks:
-            process_chunk(database_url, job_id, chunk, options)
+            seconds.add(process_chunk(database_url, job_id, chunk, options)["seconds"])
             if on_chunk_done:
                 on_chunk_done(len(chunk))
-        return
+        return seconds
     # spawn: a fresh interpreter per worker, so TensorFlow never sees a forked state.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
@@ -33,6 +38,7 @@ def run_locally(
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
-                future.result()
+                seconds.add(future.result()["seconds"])
                 if on_chunk_done:
                     on_chunk_done(futures[future])
+    return seconds

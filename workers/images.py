@@ -37,14 +37,24 @@ class LoadedImage:
     scale: float
 
 
-def read_image(path: str | os.PathLike, *, max_side: int | None = None, max_pixels: int = DEFAULT_MAX_PIXELS) -> LoadedImage:
-    """Decode ``path`` to upright uint8 gray, at no less than ``max_side`` pixels on its longer side when reduced."""
+def read_image(
+    path: str | os.PathLike,
+    *,
+    max_side: int | None = None,
+    min_scale: float = 0.0,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> LoadedImage:
+    """Decode ``path`` to upright uint8 gray.
+
+    With ``max_side``, a large JPEG may be decoded reduced, but never below ``max_side``
+    pixels on its longer side nor below ``min_scale`` times its full size.
+    """
     path = Path(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the size check below decides
             with Image.open(path) as image:
-                return _decode(image, max_side, max_pixels)
+                return _decode(image, max_side, min_scale, max_pixels)
     except ImageReadError:
         raise
     except FileNotFoundError:
@@ -70,7 +80,7 @@ def _unidentified_message(path: Path) -> str:
     return "not an image, or a format this tool does not read"
 
 
-def _decode(image: Image.Image, max_side: int | None, max_pixels: int) -> LoadedImage:
+def _decode(image: Image.Image, max_side: int | None, min_scale: float, max_pixels: int) -> LoadedImage:
     width, height = image.size
     if width * height > max_pixels:
         raise ImageReadError(f"refused: {width}x{height} pixels exceeds the limit of {max_pixels:,} (decompression bomb?)")
@@ -79,9 +89,10 @@ def _decode(image: Image.Image, max_side: int | None, max_pixels: int) -> Loaded
     orientation = image.getexif().get(0x0112, 1)
     upright_width, upright_height = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
 
-    if max_side and image.format == "JPEG" and max(width, height) > 2 * max_side:
+    target_side = max(max_side or 0, max(width, height) * min_scale)
+    if max_side and image.format == "JPEG" and max(width, height) >= 2 * target_side:
         # Scale by 1/2, 1/4 or 1/8 inside libjpeg: far cheaper than a full decode then resize.
-        factor = max(width, height) / max_side
+        factor = max(width, height) / target_side
         image.draft("L", (int(width / factor), int(height / factor)))
     if getattr(image, "is_animated", False):
         image.seek(0)

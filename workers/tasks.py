@@ -10,7 +10,7 @@ from sqlalchemy import Engine
 
 from db.results import ensure_model, mark_running, pending_paths, record_chunk
 from db.session import make_engine
-from workers.annotate import annotate_images
+from workers.annotate import MIN_FACE_SIZE, StageSeconds, annotate_images
 from workers.classifier import get_classifier
 from workers.detection import DEFAULT_DETECTOR, get_detector
 
@@ -29,19 +29,29 @@ def _engine(database_url: str) -> Engine:
     return make_engine(database_url)
 
 
-def process_chunk(database_url: str, job_id: int, image_ids: list[int], options: dict[str, Any]) -> dict[str, int]:
+def process_chunk(database_url: str, job_id: int, image_ids: list[int], options: dict[str, Any]) -> dict[str, Any]:
     """Annotate the still-pending images of a chunk and write them in one transaction.
 
     Idempotent: images already done are skipped, and rewriting a chunk replaces its faces.
+    Returns counts and the seconds spent in each stage (JSON-ready).
     """
     engine = _engine(database_url)
     items = pending_paths(engine, job_id, image_ids)
     if not items:
-        return {"job": job_id, "images": 0, "faces": 0}
+        return {"job": job_id, "images": 0, "faces": 0, "seconds": StageSeconds().as_dict()}
     classifier = get_classifier(options.get("model", "default"))
     detector = get_detector(options.get("detector", DEFAULT_DETECTOR))
     model_id = ensure_model(engine, classifier.identity)
     mark_running(engine, job_id)
-    results = annotate_images(items, detector, classifier, allowed_roots(options))
-    record_chunk(engine, job_id, model_id, results)
-    return {"job": job_id, "images": len(results), "faces": sum(len(r.faces) for r in results)}
+    seconds = StageSeconds()
+    results = annotate_images(
+        items, detector, classifier, allowed_roots(options), seconds, int(options.get("min_face", MIN_FACE_SIZE))
+    )
+    with seconds.timing("write"):
+        record_chunk(engine, job_id, model_id, results)
+    return {
+        "job": job_id,
+        "images": len(results),
+        "faces": sum(len(r.faces) for r in results),
+        "seconds": seconds.as_dict(),
+    }
