@@ -134,12 +134,11 @@ def recall(truth: dict[str, list], found: dict[str, list]) -> float:
 
 def decoding_floor(archive: Path, names: list[str]) -> float:
     """Seconds to decode every image exactly as the pipeline does, one process."""
-    from workers.annotate import DECODE_SIDE, DETECTOR_WINDOW, MIN_FACE_SIZE
-    from workers.images import read_image
+    from workers.annotate import read_for_detection
 
     started = time.perf_counter()
     for name in names:
-        read_image(archive / name, max_side=DECODE_SIDE, min_scale=DETECTOR_WINDOW / MIN_FACE_SIZE)
+        read_for_detection(archive / name)
     return time.perf_counter() - started
 
 

@@ -97,24 +97,14 @@ def with_common_input(function):
 def annotate(paths, recursive, ext, chunk_size, model, detector, min_face, db_url, processes, output_format) -> None:
     """Annotate PATHS here and now: no servers (SQLite and local processes by default)."""
     from db.results import create_job, finish_job_if_complete, image_ids, job_summary
-    from db.session import database_url
-    from workers.embedded import run_locally
 
     files = _discover(paths, recursive, ext)
     options = _options(model, detector, min_face, _allowed_roots(paths))
     options["chunk_size"] = chunk_size
     engine = _engine(db_url)
     job_id = create_job(engine, [os.path.abspath(p) for p in paths], options, files)
-    chunks = _chunks(image_ids(engine, job_id), chunk_size)
-    url = database_url(db_url)
     started = time.monotonic()
-    try:
-        with _progress() as bar:
-            task = bar.add_task(f"job {job_id}", total=len(files))
-            stage_seconds = run_locally(url, job_id, chunks, options, min(processes, len(chunks)),
-                                        on_chunk_done=lambda n: bar.advance(task, n))
-    except KeyboardInterrupt:
-        _interrupted(engine, job_id, f"fer retry {job_id} --local")
+    stage_seconds = _process_here(engine, db_url, job_id, image_ids(engine, job_id), options, processes)
     finish_job_if_complete(engine, job_id)
     summary = job_summary(engine, job_id)
     summary["seconds"] = round(time.monotonic() - started, 2)
@@ -196,8 +186,6 @@ def retry(job, failed, local, processes, chunk_size, wait, db_url) -> None:
     """Finish JOB: queue its pending images again (lost tasks, an interrupted submit or annotate), and with
     --failed its failed ones. Images already done are never processed twice."""
     from db.results import job_options, job_summary, reopen_job
-    from db.session import database_url
-    from workers.embedded import run_locally
 
     engine = _engine(db_url)
     options = job_options(engine, job)
@@ -210,14 +198,7 @@ def retry(job, failed, local, processes, chunk_size, wait, db_url) -> None:
     ids = reopen_job(engine, job, include_failed=failed)
     console.print(f"Job {job}: {len(ids)} image(s) to process" + ("" if ids else "; nothing to do"))
     if ids and local:
-        try:
-            with _progress() as bar:
-                task = bar.add_task(f"job {job}", total=len(ids))
-                chunks = _chunks(ids, int(options.get("chunk_size", DEFAULT_CHUNK_SIZE)))
-                run_locally(database_url(db_url), job, chunks, options, min(processes, len(chunks)),
-                            on_chunk_done=lambda n: bar.advance(task, n))
-        except KeyboardInterrupt:
-            _interrupted(engine, job, f"fer retry {job} --local")
+        _process_here(engine, db_url, job, ids, options, processes)
     elif ids:
         _enqueue(engine, job, ids, options)
         if wait:
@@ -248,6 +229,21 @@ def _resolve_job(engine, job: int | None) -> int:
     if job_id is None:
         fail("no jobs yet: run `fer annotate PATH` or `fer submit PATH`")
     return job_id
+
+
+def _process_here(engine, db_url: str | None, job_id: int, ids: list[int], options: dict[str, Any], processes: int):
+    """Run the images' chunks in local processes with a progress bar; Ctrl-C marks the job for `fer retry --local`."""
+    from db.session import database_url
+    from workers.embedded import run_locally
+
+    chunks = _chunks(ids, int(options.get("chunk_size", DEFAULT_CHUNK_SIZE)))
+    try:
+        with _progress() as bar:
+            task = bar.add_task(f"job {job_id}", total=len(ids))
+            return run_locally(database_url(db_url), job_id, chunks, options, min(processes, len(chunks)),
+                               on_chunk_done=lambda n: bar.advance(task, n))
+    except KeyboardInterrupt:
+        _interrupted(engine, job_id, f"fer retry {job_id} --local")
 
 
 def _interrupted(engine, job_id: int, resume_command: str) -> None:

@@ -119,8 +119,15 @@ def baked_temperature(model: keras.Model) -> float:
     return last.temperature if isinstance(last, TemperatureScaling) else 1.0
 
 
+def without_temperature(model: keras.Model) -> keras.Model:
+    """The network's uncalibrated probabilities: the model minus a final TemperatureScaling layer."""
+    if not isinstance(model.layers[-1], TemperatureScaling):
+        return model
+    return keras.Model(model.input, model.layers[-2].output, name=model.name)
+
+
 def with_temperature(model: keras.Model, temperature: float) -> keras.Model:
     """The same network with its output rescaled by ``temperature`` (replacing any earlier one)."""
-    outputs = model.layers[-2].output if isinstance(model.layers[-1], TemperatureScaling) else model.output
-    scaled = TemperatureScaling(temperature, name="temperature")(outputs)
-    return keras.Model(model.input, scaled, name=model.name)
+    network = without_temperature(model)
+    scaled = TemperatureScaling(temperature, name="temperature")(network.output)
+    return keras.Model(network.input, scaled, name=model.name)

@@ -36,6 +36,30 @@ class Recipe:
         return keras.losses.CategoricalCrossentropy(label_smoothing=self.label_smoothing)
 
 
+def conv_blocks(x, blocks: tuple[tuple[int, int, float], ...], seed: int, *, pool_last: bool):
+    """(filters, convolutions, dropout) per block: 3x3 conv + batch norm + ReLU, then 2x2 max pooling
+    (not after the last block unless ``pool_last``) and dropout (none when 0)."""
+    for block, (filters, convs, dropout) in enumerate(blocks, start=1):
+        for conv in range(1, convs + 1):
+            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{block}_conv{conv}")(x)
+            x = keras.layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
+            x = keras.layers.ReLU(name=f"block{block}_relu{conv}")(x)
+        if pool_last or block < len(blocks):
+            x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, seed=seed, name=f"block{block}_dropout")(x)
+    return x
+
+
+def classifier_head(x, seed: int):
+    """Dense 256 (batch norm, ReLU, dropout 0.4), then softmax over the classes."""
+    x = keras.layers.Dense(256, use_bias=False, name="dense")(x)
+    x = keras.layers.BatchNormalization(name="dense_bn")(x)
+    x = keras.layers.ReLU(name="dense_relu")(x)
+    x = keras.layers.Dropout(0.4, seed=seed, name="dense_dropout")(x)
+    return keras.layers.Dense(len(CLASSES), activation="softmax", name="emotion")(x)
+
+
 def build_seed_model(seed: int) -> keras.Model:
     """The brief's CNN: 3x3 ReLU convolutions, 2x2 max pooling, dropout, dense layers, softmax."""
     size = RECIPES["seed"].input_size
@@ -52,21 +76,9 @@ def build_seed_model(seed: int) -> keras.Model:
     # One convolution at full resolution keeps an epoch affordable on two CPU cores;
     # the deeper, cheaper 20x20 and 10x10 blocks get two.
     # Dropout grows with depth: uniform 0.25 everywhere left the net stuck near chance for epochs.
-    blocks = ((32, 1, 0.1), (64, 2, 0.2), (128, 2, 0.3))
-    for block, (filters, convs, dropout) in enumerate(blocks, start=1):
-        for conv in range(1, convs + 1):
-            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{block}_conv{conv}")(x)
-            x = keras.layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
-            x = keras.layers.ReLU(name=f"block{block}_relu{conv}")(x)
-        x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
-        x = keras.layers.Dropout(dropout, seed=seed, name=f"block{block}_dropout")(x)
+    x = conv_blocks(x, ((32, 1, 0.1), (64, 2, 0.2), (128, 2, 0.3)), seed, pool_last=True)
     x = keras.layers.Flatten(name="flatten")(x)
-    x = keras.layers.Dense(256, use_bias=False, name="dense")(x)
-    x = keras.layers.BatchNormalization(name="dense_bn")(x)
-    x = keras.layers.ReLU(name="dense_relu")(x)
-    x = keras.layers.Dropout(0.4, seed=seed, name="dense_dropout")(x)
-    outputs = keras.layers.Dense(len(CLASSES), activation="softmax", name="emotion")(x)
-    return keras.Model(inputs, outputs, name="fer_seed")
+    return keras.Model(inputs, classifier_head(x, seed), name="fer_seed")
 
 
 def build_default_model(seed: int) -> keras.Model:
@@ -92,23 +104,9 @@ def build_default_model(seed: int) -> keras.Model:
     for layer in preprocessing_layers(size):
         x = layer(x)
     x = augmentation(x)
-    blocks = ((32, 1, 0.0), (64, 2, 0.1), (128, 2, 0.2), (256, 2, 0.3))
-    for block, (filters, convs, dropout) in enumerate(blocks, start=1):
-        for conv in range(1, convs + 1):
-            x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{block}_conv{conv}")(x)
-            x = keras.layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
-            x = keras.layers.ReLU(name=f"block{block}_relu{conv}")(x)
-        if block < len(blocks):
-            x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
-        if dropout:
-            x = keras.layers.Dropout(dropout, seed=seed, name=f"block{block}_dropout")(x)
+    x = conv_blocks(x, ((32, 1, 0.0), (64, 2, 0.1), (128, 2, 0.2), (256, 2, 0.3)), seed, pool_last=False)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    x = keras.layers.Dense(256, use_bias=False, name="dense")(x)
-    x = keras.layers.BatchNormalization(name="dense_bn")(x)
-    x = keras.layers.ReLU(name="dense_relu")(x)
-    x = keras.layers.Dropout(0.4, seed=seed, name="dense_dropout")(x)
-    outputs = keras.layers.Dense(len(CLASSES), activation="softmax", name="emotion")(x)
-    return keras.Model(inputs, outputs, name="fer_default")
+    return keras.Model(inputs, classifier_head(x, seed), name="fer_default")
 
 
 RECIPES: dict[str, Recipe] = {

@@ -178,8 +178,8 @@ def train(
         accuracy = logs.get("val_accuracy", logs["accuracy"])
         if accuracy > best_accuracy:
             best_accuracy, best_epoch = accuracy, epoch + 1
-            _save_atomically(model, best_path)
-        _save_atomically(model, checkpoint_path)
+            save_atomically(model, best_path)
+        save_atomically(model, checkpoint_path)
         _write_json_atomically(
             state_path,
             {
@@ -209,7 +209,7 @@ def _finish(
         calibration = calibration_summary(predict_probabilities(model, val_split.images), val_split.labels)
         model = with_temperature(model, calibration["temperature"])
     model_path = run.out / "model.keras"
-    _save_atomically(model, model_path)
+    save_atomically(model, model_path)
 
     metrics: dict[str, Any] = {}
     for split_name in ("val", "test"):
@@ -261,7 +261,7 @@ class _ProgressCallback(keras.callbacks.Callback):
         self.progress.batch_done(batch + 1, {k: float(v) for k, v in (logs or {}).items()})
 
 
-def _save_atomically(model: keras.Model, path: Path) -> None:
+def save_atomically(model: keras.Model, path: Path) -> None:
     partial = path.with_name(f".{path.stem}.partial.keras")
     model.save(partial)
     os.replace(partial, path)

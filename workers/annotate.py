@@ -17,7 +17,7 @@ import numpy as np
 from fer_model.files import file_sha256
 from workers.classifier import EmotionClassifier
 from workers.detection import FaceDetector
-from workers.images import ImageReadError, read_image
+from workers.images import ImageReadError, LoadedImage, read_image
 
 # Large JPEGs are decoded reduced: to no less than DECODE_SIDE pixels on the longer side, and
 # never so small that a face of the smallest size asked for drops below a detector's 20-px window.
@@ -75,6 +75,11 @@ class ImageResult:
     sha256: str | None = None
     duration_ms: float = 0.0
     faces: list[FaceResult] = field(default_factory=list)
+
+
+def read_for_detection(path: str | os.PathLike, min_face: int = MIN_FACE_SIZE) -> LoadedImage:
+    """Decode as small as detection allows: faces of ``min_face`` pixels stay above the detector's window."""
+    return read_image(path, max_side=DECODE_SIDE, min_scale=min(1.0, DETECTOR_WINDOW / min_face))
 
 
 def is_allowed(path: str, allowed_roots: Sequence[str]) -> bool:
@@ -136,7 +141,7 @@ def _detect_one(
         with seconds.timing("hash"):
             sha256 = file_sha256(path)
         with seconds.timing("decode"):
-            loaded = read_image(path, max_side=DECODE_SIDE, min_scale=min(1.0, DETECTOR_WINDOW / min_face))
+            loaded = read_for_detection(path, min_face)
     except ImageReadError as error:
         return ImageResult(image_id, "failed", error=str(error))
     except FileNotFoundError:
