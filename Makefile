@@ -3,9 +3,10 @@ PYTHON ?= python3
 VENV ?= .venv
 FER_DATA_DIR ?= ../shared/data
 BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export FER_DATA_DIR
 
-.PHONY: install demo evaluate test bench bench-peer clean
+.PHONY: install demo evaluate test chromium bench bench-peer clean
 
 install: $(VENV)/.installed
 
@@ -36,8 +37,17 @@ bench-peer: .bench/fer-peer/.installed
 	.bench/fer-peer/bin/pip install --quiet 'tensorflow-cpu==2.21.*' opencv-contrib-python==4.14.0.94 pandas requests tqdm Pillow matplotlib 'setuptools<81'
 	touch $@
 
-test: install
+test: install chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The HTML report tests render the page in headless Chromium (Debian's package), installed here when missing.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	if command -v apt-get >/dev/null 2>&1; then \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else \
+		echo "chromium not found and no apt-get: the tests that render the HTML report in a browser will skip"; \
+	fi
 
 clean:
 	rm -rf $(VENV) out *.egg-info

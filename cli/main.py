@@ -12,6 +12,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from cli.db_commands import db  # noqa: E402
 from cli.model_commands import model  # noqa: E402
 from cli.pipeline_commands import annotate, export, report, retry, status, submit, worker  # noqa: E402
+from cli.query_commands import query  # noqa: E402
+from cli.schedule_commands import beat, schedule  # noqa: E402
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -24,10 +26,11 @@ def fer() -> None:
     """
 
 
-for command in (annotate, submit, retry, worker, status, report, export):
+for command in (annotate, submit, retry, worker, beat, status, report, export, query):
     fer.add_command(command)
 fer.add_command(db)
 fer.add_command(model)
+fer.add_command(schedule)
 
 
 def main() -> None:

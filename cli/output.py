@@ -1,11 +1,18 @@
-"""Console output shared by the commands: one rich console, errors, tables."""
+"""Console output shared by the commands: one rich console, errors, tables of rows."""
 
 from __future__ import annotations
 
-from typing import NoReturn
+import csv
+import datetime as dt
+import io
+import json
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any, NoReturn
 
 import click
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 console = Console(highlight=False)
@@ -20,3 +27,46 @@ def fail(message: str, exit_code: int = 1) -> NoReturn:
 
 def echo_path(label: str, path: object) -> None:
     click.echo(f"{label}: {path}")
+
+
+def plain_value(value: Any) -> Any:
+    """A database value as JSON has it: dates as ISO text, decimals as numbers, bytes as hex."""
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value.is_finite() and value.as_tuple().exponent >= 0 else float(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).hex()
+    return value
+
+
+def cell_text(value: Any) -> str:
+    """A database value as one table or CSV cell (NULL is empty; JSON values as JSON text)."""
+    value = plain_value(value)
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def print_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output_format: str) -> None:
+    """Print query rows as a rich table, CSV or a JSON array of objects."""
+    if output_format == "json":
+        records = [{column: plain_value(value) for column, value in zip(columns, row)} for row in rows]
+        click.echo(json.dumps(records, indent=2, default=str))
+    elif output_format == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(columns)
+        writer.writerows([cell_text(value) for value in row] for row in rows)
+        click.echo(buffer.getvalue(), nl=False)
+    else:
+        table = Table(caption=f"{len(rows)} row{'' if len(rows) == 1 else 's'}")
+        for index, column in enumerate(columns):
+            values = [row[index] for row in rows if row[index] is not None]
+            numeric = bool(values) and all(isinstance(v, (int, float, Decimal)) and not isinstance(v, bool) for v in values)
+            table.add_column(Text(column), overflow="fold", justify="right" if numeric else "left")
+        for row in rows:
+            table.add_row(*(Text(cell_text(value)) for value in row))  # values are user data, never markup
+        console.print(table)

@@ -36,7 +36,22 @@ def _discover(paths: tuple[str, ...], recursive: bool, ext: str) -> list[str]:
     return found
 
 
-def _options(model: str, detector: str, min_face: int, roots: list[str]) -> dict[str, Any]:
+def _prepare(engine, paths: tuple[str, ...], files: list[str], options: dict[str, Any]):
+    """Record the job; an incremental run over folders another run is still annotating stops here."""
+    from workers.submission import RunStillGoing, prepare_job
+
+    try:
+        return prepare_job(engine, [os.path.abspath(p) for p in paths], files, options)
+    except RunStillGoing as error:
+        console.print(
+            f"Not started: job {error.job_id} over the same folders is still running. If its process died, finish it "
+            f"with `fer retry {error.job_id}` (or `--local`); it stops counting as running after "
+            f"{os.environ.get('FER_STALE_RUN_HOURS', '12')} h without progress."
+        )
+        raise SystemExit(0)
+
+
+def _options(model: str, detector: str, min_face: int, roots: list[str], chunk_size: int, incremental: bool) -> dict[str, Any]:
     from fer_model.registry import ModelNotFound, resolve_model
     from workers.detection import DETECTOR_FACTORIES
 
@@ -46,7 +61,8 @@ def _options(model: str, detector: str, min_face: int, roots: list[str]) -> dict
         fail(str(error))
     if detector not in DETECTOR_FACTORIES:
         fail(f"unknown detector {detector!r}; available: {', '.join(DETECTOR_FACTORIES)}")
-    return {"model": model, "detector": detector, "min_face": min_face, "allowed_roots": roots}
+    return {"model": model, "detector": detector, "min_face": min_face, "allowed_roots": roots,
+            "chunk_size": chunk_size, "incremental": incremental}
 
 
 def _allowed_roots(paths: tuple[str, ...]) -> list[str]:
@@ -58,7 +74,9 @@ def _allowed_roots(paths: tuple[str, ...]) -> list[str]:
 
 
 def _chunks(ids: list[int], size: int) -> list[list[int]]:
-    return [ids[i : i + size] for i in range(0, len(ids), size)]
+    from workers.submission import chunked
+
+    return chunked(ids, size)
 
 
 def _progress() -> Progress:
@@ -78,6 +96,9 @@ common_input = [
     click.option("--detector", default="haar", show_default=True, help="Face detector."),
     click.option("--min-face", type=click.IntRange(20, 10_000), default=48, show_default=True,
                  help="Smallest face to look for, in pixels of the photo (the model sees 48x48)."),
+    click.option("--incremental/--reannotate", default=True, show_default=True,
+                 help="Skip files this model version already annotated (same path, size and time), copy the results "
+                      "of files seen under another name, mark vanished ones missing; --reannotate does everything again."),
     click.option("--db", "db_url", help=DB_HELP),
 ]
 
@@ -94,17 +115,23 @@ def with_common_input(function):
               help="Local worker processes.")
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="Format of the report printed at the end.")
-def annotate(paths, recursive, ext, chunk_size, model, detector, min_face, db_url, processes, output_format) -> None:
-    """Annotate PATHS here and now: no servers (SQLite and local processes by default)."""
-    from db.results import create_job, finish_job_if_complete, image_ids, job_summary
+def annotate(paths, recursive, ext, chunk_size, model, detector, min_face, incremental, db_url, processes,
+             output_format) -> None:
+    """Annotate PATHS here and now: no servers (SQLite and local processes by default).
 
-    files = _discover(paths, recursive, ext)
-    options = _options(model, detector, min_face, _allowed_roots(paths))
-    options["chunk_size"] = chunk_size
-    engine = _engine(db_url)
-    job_id = create_job(engine, [os.path.abspath(p) for p in paths], options, files)
+    Run it again (e.g. nightly from cron) and it annotates only new and changed files."""
+    from db.results import finish_job_if_complete, job_summary
+    from workers.annotate import StageSeconds
+
     started = time.monotonic()
-    stage_seconds = _process_here(engine, db_url, job_id, image_ids(engine, job_id), options, processes)
+    files = _discover(paths, recursive, ext)
+    options = _options(model, detector, min_face, _allowed_roots(paths), chunk_size, incremental)
+    engine = _engine(db_url)
+    job = _prepare(engine, paths, files, options)
+    stage_seconds = StageSeconds()
+    if job.image_ids:
+        stage_seconds = _process_here(engine, db_url, job.job_id, job.image_ids, options, processes)
+    job_id = job.job_id
     finish_job_if_complete(engine, job_id)
     summary = job_summary(engine, job_id)
     summary["seconds"] = round(time.monotonic() - started, 2)
@@ -115,17 +142,15 @@ def annotate(paths, recursive, ext, chunk_size, model, detector, min_face, db_ur
 @click.command()
 @with_common_input
 @click.option("--wait", is_flag=True, help="Wait for the job to finish and print its report.")
-def submit(paths, recursive, ext, chunk_size, model, detector, min_face, db_url, wait) -> None:
+def submit(paths, recursive, ext, chunk_size, model, detector, min_face, incremental, db_url, wait) -> None:
     """Record a job for PATHS and queue it for `fer worker` processes (Redis by default)."""
-    from db.results import create_job, image_ids
-
     files = _discover(paths, recursive, ext)
-    options = _options(model, detector, min_face, _allowed_roots(paths))
-    options["chunk_size"] = chunk_size
+    options = _options(model, detector, min_face, _allowed_roots(paths), chunk_size, incremental)
     _check_broker()
     engine = _engine(db_url)
-    job_id = create_job(engine, [os.path.abspath(p) for p in paths], options, files)
-    _enqueue(engine, job_id, image_ids(engine, job_id), options)
+    job = _prepare(engine, paths, files, options)
+    job_id = job.job_id
+    _enqueue(engine, job_id, job.image_ids, options)
     click.echo(job_id)
     if wait:
         _wait_for(engine, job_id)
@@ -293,20 +318,44 @@ def status(job, wait, db_url) -> None:
 
 @click.command()
 @click.argument("job", type=int, required=False)
+@click.option("--run", "run", type=int, help="The job (run) to report; same as JOB.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"]),
+              help="Everything the runs started since this date (local time) added: images, faces, emotions per model.")
 @click.option("--by", type=click.Choice(["emotion", "folder", "day"]), default="emotion", show_default=True,
               help="Break faces down by emotion, by folder, or by day (file date).")
-@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to this file instead of the terminal.")
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv", "html"]), default="table",
+              show_default=True,
+              help="html: one self-contained page (charts, face thumbnails, failures) for any browser, e.g. "
+                   "`fer report 3 --format html -o report.html`; it needs -o FILE, or stdout redirected to a file, "
+                   "and has every breakdown (--by is ignored).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write to this file instead of the terminal (written whole or not at all).")
 @click.option("--db", "db_url", help=DB_HELP)
-def report(job, by, output_format, output, db_url) -> None:
-    """Summary of JOB (default: the latest): images, faces, emotions."""
-    from db.results import breakdown, job_summary
+def report(job, run, since, by, output_format, output, db_url) -> None:
+    """Summary of JOB (default: the latest): images, faces, emotions, and for incremental runs what changed."""
+    from db.results import breakdown, job_summary, since_summary
 
+    if job is not None and run is not None and job != run:
+        fail("give the job either as JOB or as --run, not both")
+    if since is not None and (job is not None or run is not None):
+        fail("--since reports every run since a date; leave out JOB and --run")
+    if since is not None and output_format == "html":
+        fail("--format html reports one job; leave out --since")
     engine = _engine(db_url)
-    job_id = _resolve_job(engine, job)
+    if since is not None:
+        if by != "emotion":
+            fail("--since reports emotions per model version; --by works on one job")
+        _print_report(since_summary(engine, since.astimezone()), output_format, output)
+        return
+    job_id = _resolve_job(engine, job if job is not None else run)
     summary = job_summary(engine, job_id)
     if summary is None:
         fail(f"no job {job_id}")
+    if output_format == "html":
+        from cli.html_report import write_html_report
+
+        write_html_report(engine, job_id, output)
+        return
     if by != "emotion":
         summary["by"] = by
         summary["rows"] = breakdown(engine, job_id, by)
@@ -342,8 +391,10 @@ def _print_report(summary: dict[str, Any], output_format: str, output: Path | No
     if output is None:
         click.echo(text, nl=False)
     else:
+        from reports.files import write_text_atomically
+
         try:
-            output.write_text(text)
+            write_text_atomically(output, text)
         except OSError as error:
             fail(f"cannot write {output}: {error.strerror or error}")
         console.print(f"Wrote {escape(str(output))}")
@@ -351,16 +402,27 @@ def _print_report(summary: dict[str, Any], output_format: str, output: Path | No
 
 def _report_caption(summary: dict[str, Any]) -> str:
     images = summary["images"]
-    model = summary["model"]
-    return (
-        f"{images['total']} images: {images['done']} done, {images['failed']} failed, {images['pending']} pending; "
-        f"{summary['faces']} faces; {summary['images_without_faces']} images without faces; "
-        f"model {model['name']} {model['version'] or ''}"
-    ).rstrip()
+    lines = [f"{images['total']} images annotated: {images['done']} done, {images['failed']} failed, "
+             f"{images['pending']} pending; {summary['faces']} faces"]
+    if "since" in summary:
+        lines[0] = f"Since {summary['since']} ({len(summary['jobs'])} runs): " + lines[0]
+        lines += [f"model {m['name']} {m['version']}: {m['faces']} faces" for m in summary["models"]]
+    else:
+        model = summary["model"]
+        lines[0] += f"; {summary['images_without_faces']} images without faces; model {model['name']} {model['version'] or ''}"
+    changes = summary.get("changes")
+    if changes and (summary.get("incremental", True) or changes["unchanged"] or changes["missing"]):
+        lines.append(
+            f"Changes: {changes['new']} new, {changes['changed']} changed, {changes['copied']} copies of files "
+            f"annotated before (results reused), {changes['unchanged']} unchanged (skipped), "
+            f"{changes['missing']} missing since the last run"
+        )
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def _report_table(summary: dict[str, Any]) -> Table:
-    table = Table(title=f"Job {summary['job']} ({summary['status']})")
+    title = f"Since {summary['since']}" if "since" in summary else f"Job {summary['job']} ({summary['status']})"
+    table = Table(title=title)
     if summary.get("rows") is not None:
         columns = [summary["by"], "images", "faces", *summary["emotions"]]
         for column in columns:

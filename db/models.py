@@ -16,6 +16,8 @@ from fer_model.classes import CLASSES
 
 JOB_STATUSES = ("pending", "running", "finished", "interrupted")
 IMAGE_STATUSES = ("pending", "done", "failed")
+# Why an incremental run annotated an image: never seen under its path, or seen with another size or time.
+IMAGE_CHANGES = ("new", "changed")
 PROBABILITY_COLUMNS = tuple(f"p_{name}" for name in CLASSES)
 
 
@@ -40,6 +42,10 @@ class Job(Base):
     images_done: Mapped[int] = mapped_column(default=0)
     images_failed: Mapped[int] = mapped_column(default=0)
     faces_found: Mapped[int] = mapped_column(default=0)
+    # Incremental runs: files skipped as already annotated, and files found gone since the last run.
+    images_unchanged: Mapped[int] = mapped_column(default=0)
+    images_missing: Mapped[int] = mapped_column(default=0)
+    schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"))
 
     images: Mapped[list[Image]] = relationship(back_populates="job", cascade="all, delete-orphan")
 
@@ -61,6 +67,8 @@ class Image(Base):
         UniqueConstraint("job_id", "path", name="uq_images_job_path"),
         Index("ix_images_job_status", "job_id", "status"),
         Index("ix_images_sha256", "sha256"),
+        Index("ix_images_path", "path"),
+        Index("ix_images_model_status", "model_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -75,9 +83,33 @@ class Image(Base):
     error: Mapped[str | None] = mapped_column(Text)
     processed_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
     duration_ms: Mapped[float | None] = mapped_column(Float)
+    # The model that annotated the image (also for images without faces).
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
+    # Incremental runs: 'new' or 'changed'; NULL for a full pass (--reannotate).
+    change: Mapped[str | None] = mapped_column(String(16))
+    # Set when the file's content had been annotated before (moved, renamed or duplicated):
+    # its faces were copied from that image instead of being computed again.
+    linked_from_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
+    # When a later incremental run found the file gone; its results are kept.
+    missing_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
 
     job: Mapped[Job] = relationship(back_populates="images")
     faces: Mapped[list[Face]] = relationship(back_populates="image", cascade="all, delete-orphan")
+
+
+class Schedule(Base):
+    """A nightly (daily) incremental run over one folder, started by Celery beat."""
+
+    __tablename__ = "schedules"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    root: Mapped[str] = mapped_column(Text)
+    at: Mapped[str] = mapped_column(String(5))  # HH:MM, local time in `timezone`
+    timezone: Mapped[str] = mapped_column(String(64))
+    options: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_run_on: Mapped[str | None] = mapped_column(String(10))  # local date (YYYY-MM-DD) of the last start
+    last_job_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class Face(Base):

@@ -86,6 +86,34 @@ def mark_running(engine: Engine, job_id: int) -> None:
         connection.execute(update(Job).where(Job.id == job_id, Job.status == "pending").values(status="running"))
 
 
+def annotated_content(engine: Engine, model_id: int, digests: Sequence[str], exclude_ids: Sequence[int]) -> dict[str, dict[str, Any]]:
+    """For each content hash this model has annotated before: that image's id, width, height and faces (rows).
+
+    The latest successful annotation wins; images in ``exclude_ids`` (the chunk itself) don't count.
+    """
+    if not digests:
+        return {}
+    with engine.connect() as connection:
+        sources: dict[str, dict[str, Any]] = {}
+        query = (
+            select(Image.id, Image.sha256, Image.width, Image.height)
+            .where(Image.model_id == model_id, Image.status == "done", Image.sha256.in_(list(set(digests))))
+            .where(Image.id.not_in(list(exclude_ids)))
+            .order_by(Image.id)
+        )
+        for row in connection.execute(query):
+            sources[row.sha256] = {"image_id": row.id, "width": row.width, "height": row.height, "faces": []}
+        by_image = {source["image_id"]: source for source in sources.values()}
+        if by_image:
+            rows = connection.execute(
+                select(Face.__table__).where(Face.image_id.in_(list(by_image)), Face.model_id == model_id)
+                .order_by(Face.face_index)
+            ).mappings()
+            for row in rows:
+                by_image[row["image_id"]]["faces"].append(dict(row))
+    return sources
+
+
 def record_chunk(engine: Engine, job_id: int, model_id: int, results: Sequence[ImageResult]) -> None:
     """Write a chunk's results in one transaction, replacing any earlier copy of them."""
     now = utcnow()
@@ -108,6 +136,8 @@ def record_chunk(engine: Engine, job_id: int, model_id: int, results: Sequence[I
                     sha256=result.sha256,
                     processed_at=now,
                     duration_ms=result.duration_ms,
+                    model_id=model_id if result.status == "done" else None,
+                    linked_from_id=result.linked_from,
                 )
             )
         rows = [
@@ -215,9 +245,10 @@ def job_summary(engine: Engine, job_id: int) -> dict[str, Any] | None:
         ) or 0
         models = connection.execute(
             select(Model.name, Model.version).where(
-                Model.id.in_(select(Face.model_id).join(Image).where(Image.job_id == job_id).distinct())
+                Model.id.in_(select(Image.model_id).where(Image.job_id == job_id).distinct())
             )
         ).all()
+        changes = _changes(connection, [job_id], job.images_unchanged, job.images_missing)
     done = statuses.get("done", 0)
     model = {"name": models[0].name, "version": models[0].version} if len(models) == 1 else None
     return {
@@ -236,8 +267,69 @@ def job_summary(engine: Engine, job_id: int) -> dict[str, Any] | None:
         "emotions": {name: int(emotions.get(name, 0)) for name in CLASSES},
         "images_with_faces": int(with_faces),
         "images_without_faces": int(done - with_faces),
-        "model": model or {"name": job.options.get("model"), "version": None},
+        "model": model or {"name": job.options.get("model_name", job.options.get("model")),
+                           "version": job.options.get("model_version")},
         "models": [{"name": m.name, "version": m.version} for m in models],
+        "incremental": bool(job.options.get("incremental")),
+        "changes": changes,
+    }
+
+
+def _changes(connection: Connection, job_ids: Sequence[int], unchanged: int, missing: int) -> dict[str, int]:
+    """What incremental runs found: new, changed and copied files annotated, unchanged skipped, missing marked."""
+    kinds = dict(connection.execute(
+        select(Image.change, func.count()).where(Image.job_id.in_(list(job_ids))).group_by(Image.change)
+    ).all())
+    copied = connection.scalar(
+        select(func.count()).where(Image.job_id.in_(list(job_ids)), Image.linked_from_id.is_not(None))
+    ) or 0
+    return {
+        "new": int(kinds.get("new", 0)),
+        "changed": int(kinds.get("changed", 0)),
+        "copied": int(copied),
+        "unchanged": int(unchanged),
+        "missing": int(missing),
+    }
+
+
+def since_summary(engine: Engine, since: dt.datetime) -> dict[str, Any]:
+    """What every job started at or after ``since`` added: images, faces and emotions per model version."""
+    with engine.connect() as connection:
+        jobs = connection.execute(
+            select(Job.id, Job.images_unchanged, Job.images_missing).where(Job.created_at >= since).order_by(Job.id)
+        ).all()
+        ids = [job.id for job in jobs]
+        statuses = dict(connection.execute(
+            select(Image.status, func.count()).where(Image.job_id.in_(ids)).group_by(Image.status)
+        ).all())
+        per_model = connection.execute(
+            select(Model.name, Model.version, Face.label, func.count())
+            .select_from(Face).join(Image, Image.id == Face.image_id).join(Model, Model.id == Face.model_id)
+            .where(Image.job_id.in_(ids))
+            .group_by(Model.name, Model.version, Face.label)
+        ).all()
+        changes = _changes(connection, ids, sum(j.images_unchanged for j in jobs), sum(j.images_missing for j in jobs))
+    emotions = {name: 0 for name in CLASSES}
+    models: dict[tuple[str, str], dict[str, Any]] = {}
+    for name, version, label, count in per_model:
+        emotions[label] += count
+        entry = models.setdefault((name, version), {"name": name, "version": version, "faces": 0,
+                                                    "emotions": {c: 0 for c in CLASSES}})
+        entry["faces"] += count
+        entry["emotions"][label] += count
+    return {
+        "since": since.isoformat(),
+        "jobs": ids,
+        "images": {
+            "total": sum(statuses.values()),
+            "done": statuses.get("done", 0),
+            "failed": statuses.get("failed", 0),
+            "pending": statuses.get("pending", 0),
+        },
+        "faces": sum(emotions.values()),
+        "emotions": emotions,
+        "models": list(models.values()),
+        "changes": changes,
     }
 
 

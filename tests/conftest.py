@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -20,9 +22,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_ADMIN_URL = os.environ.get("FER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-@pytest.fixture
-def postgres_url():
-    """A fresh PostgreSQL database on the real server (127.0.0.1:5432), dropped afterwards."""
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new PostgreSQL database on the real server (127.0.0.1:5432), dropped on exit; yields its URL."""
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     name = f"fer_test_{uuid.uuid4().hex[:12]}"
     try:
@@ -30,10 +32,19 @@ def postgres_url():
             connection.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as error:
         pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is required for these tests: {error}")
-    yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    with admin.connect() as connection:
-        connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url():
+    """A fresh PostgreSQL database on the real server (127.0.0.1:5432), dropped afterwards."""
+    with fresh_postgres_database() as url:
+        yield url
 
 
 def real_data_dir() -> Path:
@@ -52,6 +63,24 @@ def photos_dir() -> Path:
     if not path.is_dir():
         pytest.skip(f"photos not found at {path} (set FER_DATA_DIR)")
     return path
+
+
+@pytest.fixture(scope="session")
+def sample_archive(tmp_path_factory, photos_dir) -> Path:
+    """A small archive of real photos with awkward names, dates, a group photo and failures (tests/archives.py)."""
+    from tests.archives import build_sample_archive
+
+    return build_sample_archive(tmp_path_factory.mktemp("sample-archive"), photos_dir)
+
+
+@pytest.fixture(scope="session")
+def annotated_sqlite(sample_archive, tmp_path_factory) -> str:
+    """The URL of a SQLite database holding a real `fer annotate` run over the sample archive."""
+    from tests.archives import annotate
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('annotated') / 'fer.db'}"
+    annotate(sample_archive, url)
+    return url
 
 
 @pytest.fixture(scope="session")

@@ -75,6 +75,7 @@ class ImageResult:
     sha256: str | None = None
     duration_ms: float = 0.0
     faces: list[FaceResult] = field(default_factory=list)
+    linked_from: int | None = None  # the image whose results were copied (same content seen before)
 
 
 def read_for_detection(path: str | os.PathLike, min_face: int = MIN_FACE_SIZE) -> LoadedImage:
@@ -99,18 +100,21 @@ def annotate_images(
     allowed_roots: Sequence[Sequence[str]],
     seconds: StageSeconds | None = None,
     min_face: int = MIN_FACE_SIZE,
+    digests: dict[int, str] | None = None,
 ) -> list[ImageResult]:
     """Annotate the chunk's images; a path must lie below a root of every list in ``allowed_roots``.
 
-    All faces of the chunk are classified in one batched model call.
+    All faces of the chunk are classified in one batched model call. ``digests`` holds
+    content hashes already computed, by image id.
     """
+    digests = digests or {}
     seconds = seconds if seconds is not None else StageSeconds()
     results: list[ImageResult] = []
     crops: list[np.ndarray] = []
     owners: list[FaceResult] = []
     for image_id, path in items:
         started = time.perf_counter()
-        result = _detect_one(image_id, path, detector, allowed_roots, crops, owners, seconds, min_face)
+        result = _detect_one(image_id, path, detector, allowed_roots, crops, owners, seconds, min_face, digests.get(image_id))
         result.duration_ms = (time.perf_counter() - started) * 1000
         results.append(result)
     started = time.perf_counter()
@@ -133,13 +137,14 @@ def _detect_one(
     owners: list[FaceResult],
     seconds: StageSeconds,
     min_face: int,
+    digest: str | None = None,
 ) -> ImageResult:
     if not all(is_allowed(path, roots) for roots in allowed_roots):
         return ImageResult(image_id, "failed", error="refused: path is outside the allowed roots")
     try:
         stat = os.stat(path)
         with seconds.timing("hash"):
-            sha256 = file_sha256(path)
+            sha256 = digest or file_sha256(path)
         with seconds.timing("decode"):
             loaded = read_for_detection(path, min_face)
     except ImageReadError as error:

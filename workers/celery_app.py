@@ -15,6 +15,8 @@ from db.session import database_url
 VISIBILITY_TIMEOUT = int(os.environ.get("FER_VISIBILITY_TIMEOUT", "3600"))
 
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
+# How often beat asks whether a schedule is due; a schedule's own time zone decides when it is.
+SCHEDULE_POLL_SECONDS = float(os.environ.get("FER_SCHEDULE_POLL_SECONDS", "60"))
 
 
 def broker_url() -> str:
@@ -34,6 +36,15 @@ app.conf.update(
     broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
+    timezone="UTC",
+    enable_utc=True,
+    beat_schedule={
+        "start-due-schedules": {
+            "task": "fer.run_schedules",
+            "schedule": SCHEDULE_POLL_SECONDS,
+            "options": {"expires": SCHEDULE_POLL_SECONDS},  # a backlog of checks is useless
+        },
+    },
 )
 
 
@@ -50,3 +61,17 @@ def annotate_chunk(job_id: int, image_ids: list[int], options: dict) -> dict:
     from workers.tasks import process_chunk
 
     return process_chunk(database_url(), job_id, image_ids, options)
+
+
+@app.task(name="fer.run_schedules", autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, max_retries=5)
+def run_schedules() -> list:
+    """Start the incremental runs whose schedule is due; their chunks go to the queue like a `fer submit`."""
+    from workers.scheduling import start_due_runs
+    from workers.submission import chunked
+    from workers.tasks import engine_for
+
+    def enqueue(job_id: int, image_ids: list[int], options: dict) -> None:
+        for chunk in chunked(image_ids, int(options.get("chunk_size", 32))):
+            annotate_chunk.apply_async(args=[job_id, chunk, options])
+
+    return start_due_runs(engine_for(database_url()), enqueue)

@@ -22,20 +22,28 @@ class ModelIdentity:
     metrics: dict
 
 
+def _identity_of(ref) -> ModelIdentity:
+    from fer_model.files import file_sha256
+
+    digest = ref.card.model_sha256 if ref.card and ref.card.model_sha256 else file_sha256(ref.path)
+    return ModelIdentity(name=ref.name, version=digest[:12], file_sha256=digest, metrics=(ref.card.metrics if ref.card else {}))
+
+
+@cache
+def model_identity(model_name: str) -> ModelIdentity:
+    """The name and version a model would be recorded under, without loading it (no TensorFlow)."""
+    from fer_model.registry import resolve_model
+
+    return _identity_of(resolve_model(model_name))
+
+
 class EmotionClassifier:
     def __init__(self, model_name: str):
-        from fer_model.files import file_sha256
         from fer_model.registry import load_model, resolve_model
 
         ref = resolve_model(model_name)
         self.model = load_model(ref)
-        digest = ref.card.model_sha256 if ref.card and ref.card.model_sha256 else file_sha256(ref.path)
-        self.identity = ModelIdentity(
-            name=ref.name,
-            version=digest[:12],
-            file_sha256=digest,
-            metrics=(ref.card.metrics if ref.card else {}),
-        )
+        self.identity = _identity_of(ref)
 
     def predict(self, faces: list[np.ndarray]) -> np.ndarray:
         """(N, 7) probabilities for gray face crops of any size, in CLASSES order."""

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import os
+import time
 from functools import cache
 from typing import Any
 
 from sqlalchemy import Engine
 
-from db.results import ensure_model, mark_running, pending_paths, record_chunk
+from db.results import annotated_content, ensure_model, mark_running, pending_paths, record_chunk
 from db.session import make_engine
-from workers.annotate import MIN_FACE_SIZE, StageSeconds, annotate_images
-from workers.classifier import get_classifier
+from fer_model.classes import CLASSES
+from fer_model.files import file_sha256
+from workers.annotate import MIN_FACE_SIZE, FaceResult, ImageResult, StageSeconds, annotate_images, is_allowed
+from workers.classifier import get_classifier, model_identity
 from workers.detection import DEFAULT_DETECTOR, get_detector
 
 
@@ -25,33 +28,91 @@ def allowed_roots(options: dict[str, Any]) -> list[list[str]]:
 
 
 @cache
-def _engine(database_url: str) -> Engine:
+def engine_for(database_url: str) -> Engine:
+    """One engine (connection pool) per database per process."""
     return make_engine(database_url)
+
+
+@cache
+def _one_thread_per_process() -> None:
+    """Workers scale by processes (one per core); OpenCV's own threads would make them fight over cores."""
+    import cv2
+
+    cv2.setNumThreads(int(os.environ.get("FER_OPENCV_THREADS", "1")))
 
 
 def process_chunk(database_url: str, job_id: int, image_ids: list[int], options: dict[str, Any]) -> dict[str, Any]:
     """Annotate the still-pending images of a chunk and write them in one transaction.
 
     Idempotent: images already done are skipped, and rewriting a chunk replaces its faces.
+    In incremental jobs, files whose content this model has annotated before (moved,
+    renamed, duplicated) get copies of those results instead of being computed again.
     Returns counts and the seconds spent in each stage (JSON-ready).
     """
-    engine = _engine(database_url)
+    _one_thread_per_process()
+    engine = engine_for(database_url)
     items = pending_paths(engine, job_id, image_ids)
     if not items:
-        return {"job": job_id, "images": 0, "faces": 0, "seconds": StageSeconds().as_dict()}
-    classifier = get_classifier(options.get("model", "default"))
-    detector = get_detector(options.get("detector", DEFAULT_DETECTOR))
-    model_id = ensure_model(engine, classifier.identity)
+        return {"job": job_id, "images": 0, "faces": 0, "linked": 0, "seconds": StageSeconds().as_dict()}
+    model_name = options.get("model", "default")
+    model_id = ensure_model(engine, model_identity(model_name))
     mark_running(engine, job_id)
     seconds = StageSeconds()
-    results = annotate_images(
-        items, detector, classifier, allowed_roots(options), seconds, int(options.get("min_face", MIN_FACE_SIZE))
-    )
+    rules = allowed_roots(options)
+    results: list[ImageResult] = []
+    digests: dict[int, str] = {}
+    if options.get("incremental"):
+        results, items, digests = _link_known_content(engine, model_id, items, rules, seconds)
+    if items:
+        results += annotate_images(
+            items, get_detector(options.get("detector", DEFAULT_DETECTOR)), get_classifier(model_name), rules, seconds,
+            int(options.get("min_face", MIN_FACE_SIZE)), digests,
+        )
     with seconds.timing("write"):
         record_chunk(engine, job_id, model_id, results)
     return {
         "job": job_id,
         "images": len(results),
         "faces": sum(len(r.faces) for r in results),
+        "linked": sum(r.linked_from is not None for r in results),
         "seconds": seconds.as_dict(),
     }
+
+
+def _link_known_content(
+    engine: Engine, model_id: int, items: list[tuple[int, str]], rules: list[list[str]], seconds: StageSeconds
+) -> tuple[list[ImageResult], list[tuple[int, str]], dict[int, str]]:
+    """Hash the chunk's files; copy the results of content annotated before. Returns (copies, the rest, hashes)."""
+    digests: dict[int, str] = {}
+    with seconds.timing("hash"):
+        for image_id, path in items:
+            if all(is_allowed(path, roots) for roots in rules):
+                try:
+                    digests[image_id] = file_sha256(path)
+                except OSError:
+                    pass  # annotate_images reports it
+    known = annotated_content(engine, model_id, list(digests.values()), [image_id for image_id, _ in items])
+    copies: list[ImageResult] = []
+    rest: list[tuple[int, str]] = []
+    for image_id, path in items:
+        source = known.get(digests.get(image_id, ""))
+        if source is None:
+            rest.append((image_id, path))
+            continue
+        started = time.perf_counter()
+        try:
+            stat = os.stat(path)
+        except OSError:
+            rest.append((image_id, path))
+            continue
+        copies.append(ImageResult(
+            image_id, "done", width=source["width"], height=source["height"], size=stat.st_size, mtime=stat.st_mtime,
+            sha256=digests[image_id], linked_from=source["image_id"],
+            faces=[
+                FaceResult(index=face["face_index"], x=face["x"], y=face["y"], w=face["w"], h=face["h"],
+                           score=face["detector_score"], probabilities=[face[f"p_{name}"] for name in CLASSES])
+                for face in source["faces"]
+            ],
+            duration_ms=(time.perf_counter() - started) * 1000,
+        ))
+    return copies, rest, digests

@@ -1,0 +1,33 @@
+"""`fer query`: one read-only SQL statement against the results database."""
+
+from __future__ import annotations
+
+import click
+
+from cli.db_commands import DB_HELP
+from cli.output import fail, print_rows
+
+
+@click.command()
+@click.argument("sql")
+@click.option("--format", "output_format", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@click.option("--db", "db_url", help=DB_HELP)
+def query(sql: str, output_format: str, db_url: str | None) -> None:
+    """Run one read-only SQL statement (SELECT, WITH, EXPLAIN, ...) and print its rows.
+
+    The database enforces read-only (SQLite opened read-only, PostgreSQL in a READ ONLY
+    transaction): a statement that would write is refused and changes nothing. The schema
+    and example queries are in docs/sql.md.
+
+    \b
+        fer query "SELECT label, COUNT(*) AS faces FROM face_annotations GROUP BY label"
+    """
+    from db.query import QueryError, QueryRefused, run_read_only_query
+
+    try:
+        result = run_read_only_query(sql, db_url)
+    except QueryRefused as error:
+        fail(f"refused: {error}")
+    except QueryError as error:
+        fail(str(error))
+    print_rows(result.columns, result.rows, output_format)

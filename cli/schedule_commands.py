@@ -1,0 +1,103 @@
+"""`fer schedule ...` (daily incremental runs, started by Celery beat) and `fer beat`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+from cli.db_commands import DB_HELP
+from cli.db_commands import upgraded_engine as _engine
+from cli.output import console, fail, print_rows
+
+
+def local_zone_name() -> str:
+    """This machine's IANA time zone (TZ, else /etc/localtime's target), or UTC."""
+    if os.environ.get("TZ"):
+        return os.environ["TZ"].lstrip(":")
+    localtime = Path("/etc/localtime")
+    if localtime.is_symlink():
+        target = str(localtime.resolve())
+        if "zoneinfo/" in target:
+            return target.split("zoneinfo/", 1)[1]
+    return "UTC"
+
+
+@click.group()
+def schedule() -> None:
+    """Daily incremental runs over a folder, started by `fer beat` and run by `fer worker`.
+
+    Without servers, use cron instead: `fer annotate --incremental PATH` does the same.
+    """
+
+
+@schedule.command("add")
+@click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=str))
+@click.option("--at", "at", required=True, help="Time of day, HH:MM (24-hour), in --timezone.")
+@click.option("--timezone", default=None, help="IANA time zone, e.g. Europe/Paris  [default: this machine's zone]")
+@click.option("--model", default="default", show_default=True, help="Model name, run folder or .keras file.")
+@click.option("--detector", default="haar", show_default=True, help="Face detector.")
+@click.option("--min-face", type=click.IntRange(20, 10_000), default=48, show_default=True,
+              help="Smallest face to look for, in pixels of the photo.")
+@click.option("--chunk-size", type=click.IntRange(1, 10_000), default=32, show_default=True, help="Images per task.")
+@click.option("--db", "db_url", help=DB_HELP)
+def add(path, at, timezone, model, detector, min_face, chunk_size, db_url) -> None:
+    """Annotate PATH incrementally every day at --at."""
+    from cli.pipeline_commands import _options
+    from db.schedules import ScheduleError, add_schedule
+
+    root = os.path.abspath(path)
+    options = _options(model, detector, min_face, [root], chunk_size, True)
+    engine = _engine(db_url)
+    try:
+        schedule_id = add_schedule(engine, root, at, timezone or local_zone_name(), options)
+    except ScheduleError as error:
+        fail(str(error))
+    console.print(f"Schedule {schedule_id}: {root} every day at {at} ({timezone or local_zone_name()})")
+
+
+@schedule.command("list")
+@click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
+@click.option("--db", "db_url", help=DB_HELP)
+def list_(output_format, db_url) -> None:
+    """The schedules, with the last run each started."""
+    from db.schedules import list_schedules
+
+    rows = [
+        (s.id, s.root, s.at, s.timezone, s.options.get("model"), s.last_run_on, s.last_job_id)
+        for s in list_schedules(_engine(db_url))
+    ]
+    print_rows(["id", "root", "at", "timezone", "model", "last_run_on", "last_job"], rows, output_format)
+
+
+@schedule.command()
+@click.argument("schedule_id", type=int)
+@click.option("--db", "db_url", help=DB_HELP)
+def remove(schedule_id, db_url) -> None:
+    """Delete schedule SCHEDULE_ID (its jobs and results stay)."""
+    from db.schedules import remove_schedule
+
+    if not remove_schedule(_engine(db_url), schedule_id):
+        fail(f"no schedule {schedule_id}")
+    console.print(f"Removed schedule {schedule_id}")
+
+
+@click.command()
+@click.option("--loglevel", default="INFO", show_default=True)
+@click.option("--schedule-file", type=click.Path(dir_okay=False), help="Where beat keeps its state (default: beside the SQLite default database).")
+@click.option("--db", "db_url", help=DB_HELP)
+def beat(loglevel, schedule_file, db_url) -> None:
+    """Run Celery beat: every FER_SCHEDULE_POLL_SECONDS (60) it starts the schedules that are due.
+
+    Run exactly one beat per deployment; the workers do the annotating."""
+    if db_url:
+        os.environ["FER_DATABASE_URL"] = db_url
+    _engine(db_url)
+    from workers.celery_app import app
+
+    if schedule_file is None:
+        data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "fer-pipeline"
+        data_home.mkdir(parents=True, exist_ok=True)
+        schedule_file = str(data_home / "celerybeat-schedule")
+    app.start(["beat", f"--loglevel={loglevel}", f"--schedule={schedule_file}"])

@@ -1,0 +1,127 @@
+"""Incremental runs: what an archive holds that a model has not annotated yet.
+
+A file is unchanged (skipped) when its latest successful annotation by the same model
+version has the same path, size and modification time. Anything else under the run's
+roots is new or changed and gets a pending image row. Files annotated before that are
+no longer there are marked missing; their results stay.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy.orm import Session
+
+from db.models import Image, Job, Model, utcnow
+
+INSERT_BATCH = 1000
+# A job still 'pending' or 'running' with no activity for this long is taken as dead
+# (its process was killed), so it no longer blocks scheduled runs over its roots.
+STALE_AFTER = dt.timedelta(hours=float(os.environ.get("FER_STALE_RUN_HOURS", "12")))
+
+
+@dataclass(frozen=True)
+class FileState:
+    path: str
+    size: int
+    mtime: float
+
+
+@dataclass
+class RunPlan:
+    """What a run has to do: files to annotate (with why), how many it skips, which went missing."""
+
+    to_annotate: list[tuple[str, str | None]] = field(default_factory=list)  # (path, 'new' | 'changed' | None)
+    unchanged: int = 0
+    missing_ids: list[int] = field(default_factory=list)
+    missing_paths: int = 0
+
+
+def under_roots(path: str, roots: Sequence[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
+def model_id_for(engine: Engine, name: str, version: str) -> int | None:
+    with engine.connect() as connection:
+        return connection.scalar(select(Model.id).where(Model.name == name, Model.version == version))
+
+
+def plan_run(engine: Engine, roots: Sequence[str], files: Sequence[FileState], model_id: int | None) -> RunPlan:
+    """Compare the files found under ``roots`` with what ``model_id`` has annotated there before."""
+    plan = RunPlan()
+    latest: dict[str, tuple[int, float | None]] = {}  # path -> (size, mtime) of its latest done annotation
+    row_ids: dict[str, list[int]] = {}
+    if model_id is not None:
+        query = (
+            select(Image.id, Image.path, Image.size, Image.mtime)
+            .where(Image.model_id == model_id, Image.status == "done", Image.missing_at.is_(None))
+            .order_by(Image.id)
+        )
+        with engine.connect() as connection:
+            for row in connection.execute(query):
+                if under_roots(row.path, roots):
+                    latest[row.path] = (row.size, row.mtime)
+                    row_ids.setdefault(row.path, []).append(row.id)
+    found = set()
+    for state in files:
+        found.add(state.path)
+        previous = latest.get(state.path)
+        if previous is None:
+            plan.to_annotate.append((state.path, "new"))
+        elif previous[0] == state.size and previous[1] == state.mtime:
+            plan.unchanged += 1
+        else:
+            plan.to_annotate.append((state.path, "changed"))
+    for path, ids in row_ids.items():
+        if path not in found:
+            plan.missing_paths += 1
+            plan.missing_ids.extend(ids)
+    return plan
+
+
+def create_planned_job(
+    engine: Engine, roots: Sequence[str], options: dict[str, Any], plan: RunPlan, schedule_id: int | None = None
+) -> int:
+    """Record the job, its pending images and the missing marks, in one transaction."""
+    with Session(engine) as session, session.begin():
+        job = Job(
+            roots=list(roots), options=options, status="pending", images_total=len(plan.to_annotate),
+            images_unchanged=plan.unchanged, images_missing=plan.missing_paths, schedule_id=schedule_id,
+        )
+        session.add(job)
+        session.flush()
+        rows = [{"job_id": job.id, "path": path, "status": "pending", "change": change} for path, change in plan.to_annotate]
+        for start in range(0, len(rows), INSERT_BATCH):
+            session.execute(insert(Image), rows[start : start + INSERT_BATCH])
+        now = utcnow()
+        for start in range(0, len(plan.missing_ids), INSERT_BATCH):
+            batch = plan.missing_ids[start : start + INSERT_BATCH]
+            session.execute(update(Image).where(Image.id.in_(batch)).values(missing_at=now))
+        return job.id
+
+
+def running_job_over(engine: Engine, roots: Sequence[str], now: dt.datetime | None = None) -> int | None:
+    """The id of an unfinished, recently active job over exactly these roots, if any."""
+    now = now or utcnow()
+    wanted = sorted(roots)
+    with engine.connect() as connection:
+        jobs = connection.execute(
+            select(Job.id, Job.roots, Job.created_at).where(Job.status.in_(("pending", "running"))).order_by(Job.id.desc())
+        ).all()
+        for job in jobs:
+            if sorted(job.roots) != wanted:
+                continue
+            last_activity = connection.scalar(select(func.max(Image.processed_at)).where(Image.job_id == job.id))
+            active = max(_aware(t) for t in (job.created_at, last_activity) if t is not None)
+            if now - active < STALE_AFTER:
+                return job.id
+    return None
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)  # SQLite drops the zone

@@ -1,0 +1,47 @@
+"""Starting the scheduled incremental runs that are due: called by Celery beat every minute or so."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from sqlalchemy import Engine
+
+from db.models import utcnow
+from db.schedules import claim_run, due_today, list_schedules, record_run
+from workers.discovery import DEFAULT_EXTENSIONS, DiscoveryError, find_images
+from workers.submission import RunStillGoing, prepare_job
+
+log = logging.getLogger(__name__)
+
+
+def start_due_runs(engine: Engine, enqueue, now: dt.datetime | None = None) -> list[dict[str, Any]]:
+    """Start every schedule whose time has come today; ``enqueue(job_id, image_ids, options)`` queues the work.
+
+    Returns what happened to each due schedule (started, skipped and why).
+    """
+    now = now or utcnow()
+    outcomes = []
+    for schedule in list_schedules(engine):
+        local_date = due_today(schedule, now)
+        if local_date is None or not claim_run(engine, schedule.id, local_date):
+            continue
+        outcome: dict[str, Any] = {"schedule": schedule.id, "root": schedule.root, "date": local_date}
+        options = {**schedule.options, "incremental": True, "allowed_roots": [schedule.root]}
+        try:
+            files = list(find_images([schedule.root], recursive=options.get("recursive", True),
+                                     extensions=options.get("extensions", DEFAULT_EXTENSIONS)))
+            job = prepare_job(engine, [schedule.root], files, options, schedule_id=schedule.id)
+        except RunStillGoing as error:
+            outcome.update(skipped=f"job {error.job_id} over {schedule.root} is still running")
+        except DiscoveryError as error:
+            outcome.update(skipped=str(error))
+        else:
+            record_run(engine, schedule.id, job.job_id)
+            if job.image_ids:
+                enqueue(job.job_id, job.image_ids, options)
+            outcome.update(job=job.job_id, images=len(job.image_ids))
+        log.info("schedule %s: %s", schedule.id, outcome)
+        outcomes.append(outcome)
+    return outcomes
