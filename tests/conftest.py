@@ -47,6 +47,14 @@ def postgres_url():
         yield url
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path) -> str:
+    """An empty database of each kind: a SQLite file, and a fresh database on the real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'fer.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
 def real_data_dir() -> Path:
     return Path(os.environ.get("FER_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
 

@@ -14,13 +14,6 @@ from cli.main import fer
 from db.models import Base, Face, Image, Job, Model
 from db.session import current_revision, head_revision, make_engine, upgrade
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'fer.db'}"
-    return request.getfixturevalue("postgres_url")
-
-
 @pytest.fixture
 def engine(database_url):
     engine = make_engine(database_url)

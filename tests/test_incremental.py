@@ -21,11 +21,9 @@ from db.session import make_engine, upgrade
 PHOTOS = 6
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'fer.db'}"
-    return request.getfixturevalue("postgres_url")
+@pytest.fixture
+def database(database_url):
+    return database_url
 
 
 @pytest.fixture

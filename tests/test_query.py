@@ -27,11 +27,11 @@ from db.session import make_engine, upgrade
 AWKWARD_PATH = "/photos/[bold]x[/bold] 'quoted' & <b>.jpg"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'fer.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
-    _populate(url)
-    return url
+@pytest.fixture
+def database_url(database_url):
+    """conftest's empty SQLite and PostgreSQL databases, with a little data."""
+    _populate(database_url)
+    return database_url
 
 
 def _populate(url: str) -> None:
