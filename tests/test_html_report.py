@@ -141,6 +141,10 @@ def test_headline_numbers_match_the_job(report):
     [model] = page.find(cls="headline-model")
     assert "seed" in model["text"] and summary["model"]["version"] in model["text"]
     assert "63.9% accuracy on FER2013 PublicTest" in " ".join(model["text"].split())
+    changes = summary["changes"]
+    assert summary["incremental"] and " ".join(page.one(id="changes")["text"].split()).startswith(
+        f"incremental run: {changes['new']} new, {changes['changed']} changed, {changes['copied']} copies"
+    )
 
 
 def test_four_charts_are_embedded_pngs(report):
