@@ -13,14 +13,24 @@ from cli.output import console, fail, print_rows
 
 
 def local_zone_name() -> str:
-    """This machine's IANA time zone (TZ, else /etc/localtime's target), or UTC."""
-    if os.environ.get("TZ"):
-        return os.environ["TZ"].lstrip(":")
+    """This machine's IANA time zone: $TZ when it names one, else /etc/timezone, else /etc/localtime's target, else UTC."""
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    candidates = [os.environ.get("TZ", "")]
+    timezone_file = Path("/etc/timezone")
+    if timezone_file.is_file():
+        candidates.append(timezone_file.read_text().strip())
     localtime = Path("/etc/localtime")
-    if localtime.is_symlink():
-        target = str(localtime.resolve())
-        if "zoneinfo/" in target:
-            return target.split("zoneinfo/", 1)[1]
+    if localtime.is_symlink() and "zoneinfo/" in str(localtime.resolve()):
+        candidates.append(str(localtime.resolve()).split("zoneinfo/", 1)[1])
+    for name in candidates:
+        if not name or name.startswith((":", "/")):
+            continue  # TZ=:/etc/localtime and POSIX rules are not names
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+        return name
     return "UTC"
 
 
@@ -35,7 +45,7 @@ def schedule() -> None:
 @schedule.command("add")
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=str))
 @click.option("--at", "at", required=True, help="Time of day, HH:MM (24-hour), in --timezone.")
-@click.option("--timezone", default=None, help="IANA time zone, e.g. Europe/Paris  [default: this machine's zone]")
+@click.option("--timezone", default=None, help="IANA time zone, e.g. Europe/Paris  [default: this machine's zone, else UTC]")
 @click.option("--model", default="default", show_default=True, help="Model name, run folder or .keras file.")
 @click.option("--detector", default="haar", show_default=True, help="Face detector.")
 @click.option("--min-face", type=click.IntRange(20, 10_000), default=48, show_default=True,

@@ -2,8 +2,8 @@
 
 A file is unchanged (skipped) when its latest successful annotation by the same model
 version has the same path, size and modification time. Anything else under the run's
-roots is new or changed and gets a pending image row. Files annotated before that are
-no longer there are marked missing; their results stay.
+roots is new or changed and gets a pending image row. Files annotated before under the
+roots that no longer exist are marked missing; their results stay.
 """
 
 from __future__ import annotations
@@ -78,7 +78,8 @@ def plan_run(engine: Engine, roots: Sequence[str], files: Sequence[FileState], m
         else:
             plan.to_annotate.append((state.path, "changed"))
     for path, ids in row_ids.items():
-        if path not in found:
+        # Not listed is not gone: a narrower --ext or --no-recursive leaves files out of the listing.
+        if path not in found and not os.path.lexists(path):
             plan.missing_paths += 1
             plan.missing_ids.extend(ids)
     return plan

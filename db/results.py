@@ -294,6 +294,8 @@ def _changes(connection: Connection, job_ids: Sequence[int], unchanged: int, mis
 
 def since_summary(engine: Engine, since: dt.datetime) -> dict[str, Any]:
     """What every job started at or after ``since`` added: images, faces and emotions per model version."""
+    # Stored times are UTC; SQLite compares them as text, so the bound must be UTC too.
+    since = since.astimezone(dt.timezone.utc) if since.tzinfo else since.replace(tzinfo=dt.timezone.utc)
     with engine.connect() as connection:
         jobs = connection.execute(
             select(Job.id, Job.images_unchanged, Job.images_missing).where(Job.created_at >= since).order_by(Job.id)

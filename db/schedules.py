@@ -99,3 +99,11 @@ def claim_run(engine: Engine, schedule_id: int, local_date: str) -> bool:
 def record_run(engine: Engine, schedule_id: int, job_id: int) -> None:
     with engine.begin() as connection:
         connection.execute(update(Schedule).where(Schedule.id == schedule_id).values(last_job_id=job_id))
+
+
+def release_claim(engine: Engine, schedule_id: int, local_date: str, previous: str | None) -> None:
+    """Undo ``claim_run`` after a failed start, so the next check tries again."""
+    with engine.begin() as connection:
+        connection.execute(
+            update(Schedule).where(Schedule.id == schedule_id, Schedule.last_run_on == local_date).values(last_run_on=previous)
+        )

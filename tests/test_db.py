@@ -86,3 +86,30 @@ def test_unreachable_database_is_a_clear_error():
     result = CliRunner().invoke(fer, ["db", "upgrade", "--db", "postgresql://nobody@127.0.0.1:1/none"])
     assert result.exit_code == 1
     assert "cannot upgrade" in result.output and "Traceback" not in result.output
+
+
+def test_upgrading_a_database_with_results_keeps_every_row(database_url):
+    """Migrations that rebuild tables (SQLite) must not cascade-delete the rows that reference them."""
+    from sqlalchemy import text
+
+    engine = make_engine(database_url)
+    upgrade(engine, "0001")
+    with engine.begin() as connection:
+        connection.execute(text("INSERT INTO models (id, name, version, file_sha256, metrics) VALUES (1, 'seed', 'v1', 'f', '{}')"))
+        connection.execute(text(
+            "INSERT INTO jobs (id, created_at, status, roots, options, images_total, images_done, images_failed, faces_found) "
+            "VALUES (1, '2026-01-01 00:00:00', 'finished', '[]', '{}', 1, 1, 0, 1)"
+        ))
+        connection.execute(text("INSERT INTO images (id, job_id, path, status) VALUES (1, 1, '/photos/a.jpg', 'done')"))
+        connection.execute(text(
+            "INSERT INTO faces (id, image_id, model_id, face_index, x, y, w, h, label, confidence, p_angry, p_disgust, "
+            "p_fear, p_happy, p_neutral, p_sad, p_surprise) VALUES (1, 1, 1, 0, 0, 0, 9, 9, 'happy', 0.9, 0, 0, 0, 0.9, 0.1, 0, 0)"
+        ))
+    upgrade(engine)
+    with engine.connect() as connection:
+        counts = [connection.scalar(text(f"SELECT COUNT(*) FROM {table}")) for table in ("jobs", "images", "faces", "face_annotations")]
+        assert counts == [1, 1, 1, 1]
+        assert connection.scalar(text("SELECT model_id FROM images")) == 1  # backfilled from its faces
+        if engine.dialect.name == "sqlite":
+            assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()

@@ -160,3 +160,29 @@ def test_report_since_and_run(folder, database):
     assert run.exit_code == 0 and "1 missing since the last run" in run.output.replace("\n", " ")
     both = runner.invoke(fer, ["report", "--since", "2000-01-01", "--run", "1", "--db", database])
     assert both.exit_code == 1 and "--since" in both.output
+
+
+def test_files_left_out_of_a_narrower_listing_are_not_missing(folder, database):
+    png = folder / "trip" / "extra.png"
+    png.write_bytes((folder / "trip" / sorted(os.listdir(folder / "trip"))[0]).read_bytes())
+    annotate(folder, database)
+    narrower = annotate(folder, database, "--ext", "jpg")
+    assert narrower["changes"]["missing"] == 0 and missing(database) == set()
+    png.unlink()
+    assert annotate(folder, database, "--ext", "jpg")["changes"]["missing"] == 1
+    assert missing(database) == {"extra.png"}
+
+
+def test_since_compares_instants_whatever_the_zone(folder, database):
+    from zoneinfo import ZoneInfo
+
+    from db.results import since_summary
+
+    annotate(folder, database)
+    engine = make_engine(database)
+    now = dt.datetime.now(dt.timezone.utc)
+    for zone in ("America/New_York", "Asia/Tokyo"):
+        local = now.astimezone(ZoneInfo(zone))
+        assert since_summary(engine, local + dt.timedelta(minutes=5))["jobs"] == []
+        assert since_summary(engine, local - dt.timedelta(minutes=5))["jobs"] == [1]
+    engine.dispose()

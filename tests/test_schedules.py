@@ -115,6 +115,21 @@ def test_due_schedules_start_one_incremental_run_per_day(folder, sqlite_url):
     engine.dispose()
 
 
+def test_a_schedule_that_cannot_start_does_not_stop_the_others(folder, sqlite_url):
+    engine = make_engine(sqlite_url)
+    upgrade(engine)
+    created = utc("2026-07-01T00:00")
+    broken = add_schedule(engine, str(folder), "02:00", PARIS, {"model": "removed-model"}, created_at=created)
+    working = add_schedule(engine, str(folder), "02:00", PARIS, {"model": "default"}, created_at=created)
+    queued: list[int] = []
+    outcomes = start_due_runs(engine, lambda job, ids, options: queued.append(job), now=utc("2026-07-10T03:00"))
+    assert [o["schedule"] for o in outcomes] == [broken, working]
+    assert "removed-model" in outcomes[0]["error"] and outcomes[1]["job"] == 1 and queued == [1]
+    # The failed one is not marked as run today: the next check tries it again.
+    assert [s.last_run_on for s in list_schedules(engine)] == [None, "2026-07-10"]
+    engine.dispose()
+
+
 def _wait(condition, timeout: float, message) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

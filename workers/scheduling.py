@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from db.models import utcnow
-from db.schedules import claim_run, due_today, list_schedules, record_run
+from db.schedules import claim_run, due_today, list_schedules, record_run, release_claim
 from workers.discovery import DEFAULT_EXTENSIONS, DiscoveryError, find_images
 from workers.submission import RunStillGoing, prepare_job
 
@@ -37,6 +37,10 @@ def start_due_runs(engine: Engine, enqueue, now: dt.datetime | None = None) -> l
             outcome.update(skipped=f"job {error.job_id} over {schedule.root} is still running")
         except DiscoveryError as error:
             outcome.update(skipped=str(error))
+        except Exception as error:  # noqa: BLE001 - one broken schedule must not stop the others
+            release_claim(engine, schedule.id, local_date, schedule.last_run_on)
+            log.exception("schedule %s could not start; the next check tries again", schedule.id)
+            outcome.update(error=f"{type(error).__name__}: {error}")
         else:
             record_run(engine, schedule.id, job.job_id)
             if job.image_ids:
