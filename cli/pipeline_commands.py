@@ -31,17 +31,17 @@ def _discover(paths: tuple[str, ...], recursive: bool, ext: str) -> list[str]:
         found = list(find_images(paths, recursive=recursive, extensions=parse_extensions(ext)))
     except DiscoveryError as error:
         fail(str(error))
-    if not found:
-        fail(f"no images found in {', '.join(paths)} (extensions: {ext})")
-    return found
+    return found  # may be empty: an incremental run over an emptied folder records what went missing
 
 
-def _prepare(engine, paths: tuple[str, ...], files: list[str], options: dict[str, Any]):
+def _prepare(engine, paths: tuple[str, ...], files: list[str], options: dict[str, Any], ext: str):
     """Record the job; an incremental run over folders another run is still annotating stops here."""
-    from workers.submission import RunStillGoing, prepare_job
+    from workers.submission import NoImages, RunStillGoing, prepare_job
 
     try:
         return prepare_job(engine, [os.path.abspath(p) for p in paths], files, options)
+    except NoImages:
+        fail(f"no images found in {', '.join(paths)} (extensions: {ext})")
     except RunStillGoing as error:
         console.print(
             f"Not started: job {error.job_id} over the same folders is still running. If its process died, finish it "
@@ -127,7 +127,7 @@ def annotate(paths, recursive, ext, chunk_size, model, detector, min_face, incre
     files = _discover(paths, recursive, ext)
     options = _options(model, detector, min_face, _allowed_roots(paths), chunk_size, incremental)
     engine = _engine(db_url)
-    job = _prepare(engine, paths, files, options)
+    job = _prepare(engine, paths, files, options, ext)
     stage_seconds = StageSeconds()
     if job.image_ids:
         stage_seconds = _process_here(engine, db_url, job.job_id, job.image_ids, options, processes)
@@ -148,7 +148,7 @@ def submit(paths, recursive, ext, chunk_size, model, detector, min_face, increme
     options = _options(model, detector, min_face, _allowed_roots(paths), chunk_size, incremental)
     _check_broker()
     engine = _engine(db_url)
-    job = _prepare(engine, paths, files, options)
+    job = _prepare(engine, paths, files, options, ext)
     job_id = job.job_id
     _enqueue(engine, job_id, job.image_ids, options)
     click.echo(job_id)

@@ -186,3 +186,14 @@ def test_since_compares_instants_whatever_the_zone(folder, database):
         assert since_summary(engine, local + dt.timedelta(minutes=5))["jobs"] == []
         assert since_summary(engine, local - dt.timedelta(minutes=5))["jobs"] == [1]
     engine.dispose()
+
+
+def test_an_emptied_folder_marks_its_files_missing_and_an_empty_new_one_is_an_error(folder, database, tmp_path):
+    annotate(folder, database)
+    for photo in (folder / "trip").iterdir():
+        photo.unlink()
+    emptied = annotate(folder, database)
+    assert emptied["images"]["total"] == 0 and emptied["changes"]["missing"] == PHOTOS
+    (tmp_path / "nothing").mkdir()
+    result = CliRunner().invoke(fer, ["annotate", str(tmp_path / "nothing"), "--db", database, "--processes", "1"])
+    assert result.exit_code == 1 and "no images found" in result.output

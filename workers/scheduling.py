@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from db.models import utcnow
 from db.schedules import claim_run, due_today, list_schedules, record_run, release_claim
 from workers.discovery import DEFAULT_EXTENSIONS, DiscoveryError, find_images
-from workers.submission import RunStillGoing, prepare_job
+from workers.submission import NoImages, RunStillGoing, prepare_job
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,8 @@ def start_due_runs(engine: Engine, enqueue, now: dt.datetime | None = None) -> l
             outcome.update(skipped=f"job {error.job_id} over {schedule.root} is still running")
         except DiscoveryError as error:
             outcome.update(skipped=str(error))
+        except NoImages:
+            outcome.update(skipped=f"no images in {schedule.root}")
         except Exception as error:  # noqa: BLE001 - one broken schedule must not stop the others
             release_claim(engine, schedule.id, local_date, schedule.last_run_on)
             log.exception("schedule %s could not start; the next check tries again", schedule.id)

@@ -18,6 +18,10 @@ from db.results import create_job, finish_job_if_complete, image_ids
 from workers.classifier import model_identity
 
 
+class NoImages(Exception):
+    """Nothing to record: no image files, and (incremental) none known there that went missing."""
+
+
 class RunStillGoing(Exception):
     """An earlier incremental run over the same roots has not finished."""
 
@@ -58,9 +62,12 @@ def prepare_job(
 ) -> PreparedJob:
     """Record the job. With ``options['incremental']``, only new and changed files become work.
 
-    Raises RunStillGoing when an incremental run over the same roots is still going.
+    Raises RunStillGoing when an incremental run over the same roots is still going, and
+    NoImages when there is nothing to record (an emptied folder still records its missing files).
     """
     if not options.get("incremental"):
+        if not files:
+            raise NoImages
         job_id = create_job(engine, roots, options, files)
         return PreparedJob(job_id, image_ids(engine, job_id), None)
     running = running_job_over(engine, roots)
@@ -69,6 +76,8 @@ def prepare_job(
     identity = model_identity(options.get("model", "default"))
     options = {**options, "model_name": identity.name, "model_version": identity.version}
     plan = plan_run(engine, roots, file_states(files), model_id_for(engine, identity.name, identity.version))
+    if not files and not plan.missing_ids:
+        raise NoImages
     job_id = create_planned_job(engine, roots, options, plan, schedule_id)
     ids = image_ids(engine, job_id)
     if not ids:
