@@ -101,6 +101,8 @@ def test_upgrading_a_database_with_results_keeps_every_row(database_url):
             "VALUES (1, '2026-01-01 00:00:00', 'finished', '[]', '{}', 1, 1, 0, 1)"
         ))
         connection.execute(text("INSERT INTO images (id, job_id, path, status) VALUES (1, 1, '/photos/a.jpg', 'done')"))
+        connection.execute(text("INSERT INTO images (id, job_id, path, status) VALUES (2, 1, '/photos/no-face.jpg', 'done')"))
+        connection.execute(text("INSERT INTO images (id, job_id, path, status) VALUES (3, 1, '/photos/bad.jpg', 'failed')"))
         connection.execute(text(
             "INSERT INTO faces (id, image_id, model_id, face_index, x, y, w, h, label, confidence, p_angry, p_disgust, "
             "p_fear, p_happy, p_neutral, p_sad, p_surprise) VALUES (1, 1, 1, 0, 0, 0, 9, 9, 'happy', 0.9, 0, 0, 0, 0.9, 0.1, 0, 0)"
@@ -108,8 +110,9 @@ def test_upgrading_a_database_with_results_keeps_every_row(database_url):
     upgrade(engine)
     with engine.connect() as connection:
         counts = [connection.scalar(text(f"SELECT COUNT(*) FROM {table}")) for table in ("jobs", "images", "faces", "face_annotations")]
-        assert counts == [1, 1, 1, 1]
-        assert connection.scalar(text("SELECT model_id FROM images")) == 1  # backfilled from its faces
+        assert counts == [1, 3, 1, 1]
+        # Backfilled from the image's faces, or from its job's one model; failed images have none.
+        assert connection.execute(text("SELECT id, model_id FROM images ORDER BY id")).all() == [(1, 1), (2, 1), (3, None)]
         if engine.dialect.name == "sqlite":
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()

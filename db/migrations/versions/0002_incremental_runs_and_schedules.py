@@ -62,6 +62,13 @@ def upgrade() -> None:
         "UPDATE images SET model_id = (SELECT MIN(faces.model_id) FROM faces WHERE faces.image_id = images.id) "
         "WHERE model_id IS NULL"
     )
+    # Done images without faces: the model of their job, when the job's faces name exactly one.
+    op.execute(
+        "UPDATE images SET model_id = (SELECT MIN(f.model_id) FROM faces f JOIN images i ON i.id = f.image_id "
+        "WHERE i.job_id = images.job_id) "
+        "WHERE model_id IS NULL AND status = 'done' AND (SELECT COUNT(DISTINCT f.model_id) FROM faces f "
+        "JOIN images i ON i.id = f.image_id WHERE i.job_id = images.job_id) = 1"
+    )
     op.execute(FACE_ANNOTATIONS_VIEW_0001)
 
 
