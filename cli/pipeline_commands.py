@@ -20,8 +20,8 @@ from rich.text import Text
 from cli.db_commands import DB_HELP
 from cli.db_commands import upgraded_engine as _engine
 from cli.output import console, fail
+from workers.chunking import DEFAULT_CHUNK_SIZE, chunked
 
-DEFAULT_CHUNK_SIZE = 32
 
 
 def _discover(paths: tuple[str, ...], recursive: bool, ext: str) -> list[str]:
@@ -71,12 +71,6 @@ def _allowed_roots(paths: tuple[str, ...]) -> list[str]:
         absolute = os.path.abspath(path)
         roots.append(absolute if os.path.isdir(absolute) else os.path.dirname(absolute))
     return roots
-
-
-def _chunks(ids: list[int], size: int) -> list[list[int]]:
-    from workers.submission import chunked
-
-    return chunked(ids, size)
 
 
 def _progress() -> Progress:
@@ -162,17 +156,14 @@ def submit(paths, recursive, ext, chunk_size, model, detector, min_face, increme
 def _enqueue(engine, job_id: int, ids: list[int], options: dict[str, Any]) -> None:
     """Queue the images in chunks. Ctrl-C or SIGTERM part-way marks the job 'interrupted' for `fer retry`."""
     from db.results import mark_job
-    from workers.celery_app import annotate_chunk, app
+    from workers.celery_app import queue_chunks
 
     def stop(signum, frame):
         raise KeyboardInterrupt
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
-        # An explicit connection follows the broker URL read now, not one cached by an earlier call in this process.
-        with app.connection_for_write() as connection:
-            for chunk in _chunks(ids, int(options.get("chunk_size", DEFAULT_CHUNK_SIZE))):
-                annotate_chunk.apply_async(args=[job_id, chunk, options], connection=connection)
+        queue_chunks(job_id, ids, options)
     except KeyboardInterrupt:
         mark_job(engine, job_id, "interrupted")
         fail(f"interrupted while queueing job {job_id}; queue the rest with `fer retry {job_id}`", exit_code=130)
@@ -261,7 +252,7 @@ def _process_here(engine, db_url: str | None, job_id: int, ids: list[int], optio
     from db.session import database_url
     from workers.embedded import run_locally
 
-    chunks = _chunks(ids, int(options.get("chunk_size", DEFAULT_CHUNK_SIZE)))
+    chunks = chunked(ids, int(options.get("chunk_size", DEFAULT_CHUNK_SIZE)))
     try:
         with _progress() as bar:
             task = bar.add_task(f"job {job_id}", total=len(ids))

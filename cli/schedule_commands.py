@@ -10,6 +10,7 @@ import click
 from cli.db_commands import DB_HELP
 from cli.db_commands import upgraded_engine as _engine
 from cli.output import console, fail, print_rows
+from workers.chunking import DEFAULT_CHUNK_SIZE
 
 
 def local_zone_name() -> str:
@@ -50,7 +51,8 @@ def schedule() -> None:
 @click.option("--detector", default="haar", show_default=True, help="Face detector.")
 @click.option("--min-face", type=click.IntRange(20, 10_000), default=48, show_default=True,
               help="Smallest face to look for, in pixels of the photo.")
-@click.option("--chunk-size", type=click.IntRange(1, 10_000), default=32, show_default=True, help="Images per task.")
+@click.option("--chunk-size", type=click.IntRange(1, 10_000), default=DEFAULT_CHUNK_SIZE, show_default=True,
+              help="Images per task.")
 @click.option("--db", "db_url", help=DB_HELP)
 def add(path, at, timezone, model, detector, min_face, chunk_size, db_url) -> None:
     """Annotate PATH incrementally every day at --at."""

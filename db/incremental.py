@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from db.models import Image, Job, Model, utcnow
+from db.models import Image, Job, Model, as_utc, utcnow
 
 INSERT_BATCH = 1000
 # A job still 'pending' or 'running' with no activity for this long is taken as dead
@@ -118,11 +118,8 @@ def running_job_over(engine: Engine, roots: Sequence[str], now: dt.datetime | No
             if sorted(job.roots) != wanted:
                 continue
             last_activity = connection.scalar(select(func.max(Image.processed_at)).where(Image.job_id == job.id))
-            active = max(_aware(t) for t in (job.created_at, last_activity) if t is not None)
+            active = max(as_utc(t) for t in (job.created_at, last_activity) if t is not None)
             if now - active < STALE_AFTER:
                 return job.id
     return None
 
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.timezone.utc)  # SQLite drops the zone

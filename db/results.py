@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.models import Face, Image, Job, Model, utcnow
+from db.models import Face, Image, Job, Model, as_utc, utcnow
 from fer_model.classes import CLASSES
 
 if TYPE_CHECKING:
@@ -162,15 +162,24 @@ def record_chunk(engine: Engine, job_id: int, model_id: int, results: Sequence[I
     finish_job_if_complete(engine, job_id)
 
 
-def _status_counts(connection: Connection, job_id: int) -> dict[str, int]:
-    query = select(Image.status, func.count()).where(Image.job_id == job_id).group_by(Image.status)
+def _status_counts(connection: Connection, job_ids: Sequence[int]) -> dict[str, int]:
+    query = select(Image.status, func.count()).where(Image.job_id.in_(list(job_ids))).group_by(Image.status)
     return dict(connection.execute(query).all())
+
+
+def _image_counts(statuses: dict[str, int]) -> dict[str, int]:
+    return {
+        "total": sum(statuses.values()),
+        "done": statuses.get("done", 0),
+        "failed": statuses.get("failed", 0),
+        "pending": statuses.get("pending", 0),
+    }
 
 
 def finish_job_if_complete(engine: Engine, job_id: int) -> bool:
     """Refresh the job's counts; mark it finished once no image is pending. Runs after the chunk commits."""
     with engine.begin() as connection:
-        counts = _status_counts(connection, job_id)
+        counts = _status_counts(connection, [job_id])
         faces = connection.scalar(select(func.count(Face.id)).join(Image).where(Image.job_id == job_id)) or 0
         values: dict[str, Any] = {
             "images_total": sum(counts.values()),
@@ -234,7 +243,7 @@ def job_summary(engine: Engine, job_id: int) -> dict[str, Any] | None:
         job = connection.execute(select(Job).where(Job.id == job_id)).first()
         if job is None:
             return None
-        statuses = _status_counts(connection, job_id)
+        statuses = _status_counts(connection, [job_id])
         emotions = dict(
             connection.execute(
                 select(Face.label, func.count()).join(Image).where(Image.job_id == job_id).group_by(Face.label)
@@ -257,12 +266,7 @@ def job_summary(engine: Engine, job_id: int) -> dict[str, Any] | None:
         "created_at": job.created_at.isoformat() if job.created_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
         "roots": job.roots,
-        "images": {
-            "total": sum(statuses.values()),
-            "done": done,
-            "failed": statuses.get("failed", 0),
-            "pending": statuses.get("pending", 0),
-        },
+        "images": _image_counts(statuses),
         "faces": sum(emotions.values()),
         "emotions": {name: int(emotions.get(name, 0)) for name in CLASSES},
         "images_with_faces": int(with_faces),
@@ -294,16 +298,13 @@ def _changes(connection: Connection, job_ids: Sequence[int], unchanged: int, mis
 
 def since_summary(engine: Engine, since: dt.datetime) -> dict[str, Any]:
     """What every job started at or after ``since`` added: images, faces and emotions per model version."""
-    # Stored times are UTC; SQLite compares them as text, so the bound must be UTC too.
-    since = since.astimezone(dt.timezone.utc) if since.tzinfo else since.replace(tzinfo=dt.timezone.utc)
+    since = as_utc(since)  # stored times are UTC, and SQLite compares them as text
     with engine.connect() as connection:
         jobs = connection.execute(
             select(Job.id, Job.images_unchanged, Job.images_missing).where(Job.created_at >= since).order_by(Job.id)
         ).all()
         ids = [job.id for job in jobs]
-        statuses = dict(connection.execute(
-            select(Image.status, func.count()).where(Image.job_id.in_(ids)).group_by(Image.status)
-        ).all())
+        statuses = _status_counts(connection, ids)
         per_model = connection.execute(
             select(Model.name, Model.version, Face.label, func.count())
             .select_from(Face).join(Image, Image.id == Face.image_id).join(Model, Model.id == Face.model_id)
@@ -322,12 +323,7 @@ def since_summary(engine: Engine, since: dt.datetime) -> dict[str, Any]:
     return {
         "since": since.isoformat(),
         "jobs": ids,
-        "images": {
-            "total": sum(statuses.values()),
-            "done": statuses.get("done", 0),
-            "failed": statuses.get("failed", 0),
-            "pending": statuses.get("pending", 0),
-        },
+        "images": _image_counts(statuses),
         "faces": sum(emotions.values()),
         "emotions": emotions,
         "models": list(models.values()),

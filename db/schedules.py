@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Engine, delete, or_, select, update
 
-from db.models import Schedule, utcnow
+from db.models import Schedule, as_utc, utcnow
 
 
 class ScheduleError(Exception):
@@ -76,9 +76,8 @@ def due_today(schedule: ScheduleRow, now: dt.datetime) -> str | None:
     local_now = now.astimezone(tz)
     hour, minute = map(int, schedule.at.split(":"))
     slot = local_now.replace(hour=hour, minute=minute, second=0, microsecond=0)
-    created = schedule.created_at if schedule.created_at.tzinfo else schedule.created_at.replace(tzinfo=dt.timezone.utc)
     today = local_now.date().isoformat()
-    if local_now < slot or slot < created.astimezone(tz).replace(second=0, microsecond=0):
+    if local_now < slot or slot < as_utc(schedule.created_at).astimezone(tz).replace(second=0, microsecond=0):
         return None
     if schedule.last_run_on is not None and schedule.last_run_on >= today:
         return None

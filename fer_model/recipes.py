@@ -60,19 +60,20 @@ def classifier_head(x, seed: int):
     return keras.layers.Dense(len(CLASSES), activation="softmax", name="emotion")(x)
 
 
-def build_seed_model(seed: int) -> keras.Model:
-    """The brief's CNN: 3x3 ReLU convolutions, 2x2 max pooling, dropout, dense layers, softmax."""
-    size = RECIPES["seed"].input_size
-    augmentation = keras.Sequential(
-        [keras.layers.RandomZoom(0.3, fill_mode="nearest", seed=seed)],
-        name="augmentation",
-    )
-
+def _preprocessed_and_augmented(size: int, augmentations: list) -> tuple:
+    """The face input, the shared preprocessing layers, then the recipe's augmentation (active in training only)."""
     inputs = keras.Input(shape=(FACE_SIZE, FACE_SIZE, 1), name="face")
     x = inputs
     for layer in preprocessing_layers(size):
         x = layer(x)
-    x = augmentation(x)
+    return inputs, keras.Sequential(augmentations, name="augmentation")(x)
+
+
+def build_seed_model(seed: int) -> keras.Model:
+    """The brief's CNN: 3x3 ReLU convolutions, 2x2 max pooling, dropout, dense layers, softmax."""
+    inputs, x = _preprocessed_and_augmented(
+        RECIPES["seed"].input_size, [keras.layers.RandomZoom(0.3, fill_mode="nearest", seed=seed)]
+    )
     # One convolution at full resolution keeps an epoch affordable on two CPU cores;
     # the deeper, cheaper 20x20 and 10x10 blocks get two.
     # Dropout grows with depth: uniform 0.25 everywhere left the net stuck near chance for epochs.
@@ -87,8 +88,8 @@ def build_default_model(seed: int) -> keras.Model:
     Geometric augmentation and random erasing run inside the model while training;
     global average pooling instead of a wide flatten keeps the head small.
     """
-    size = RECIPES["default"].input_size
-    augmentation = keras.Sequential(
+    inputs, x = _preprocessed_and_augmented(
+        RECIPES["default"].input_size,
         [
             keras.layers.RandomFlip("horizontal", seed=seed),
             keras.layers.RandomRotation(10 / 360, fill_mode="nearest", seed=seed),
@@ -96,14 +97,7 @@ def build_default_model(seed: int) -> keras.Model:
             keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed),
             keras.layers.RandomErasing(factor=0.5, scale=(0.02, 0.25), value_range=(0.0, 1.0), seed=seed),
         ],
-        name="augmentation",
     )
-
-    inputs = keras.Input(shape=(FACE_SIZE, FACE_SIZE, 1), name="face")
-    x = inputs
-    for layer in preprocessing_layers(size):
-        x = layer(x)
-    x = augmentation(x)
     x = conv_blocks(x, ((32, 1, 0.0), (64, 2, 0.1), (128, 2, 0.2), (256, 2, 0.3)), seed, pool_last=False)
     x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     return keras.Model(inputs, classifier_head(x, seed), name="fer_default")

@@ -63,15 +63,20 @@ def annotate_chunk(job_id: int, image_ids: list[int], options: dict) -> dict:
     return process_chunk(database_url(), job_id, image_ids, options)
 
 
+def queue_chunks(job_id: int, image_ids: list[int], options: dict) -> None:
+    """Queue a job's images as chunk tasks of ``options['chunk_size']`` images."""
+    from workers.chunking import DEFAULT_CHUNK_SIZE, chunked
+
+    # An explicit connection follows the broker URL read now, not one cached by an earlier call in this process.
+    with app.connection_for_write() as connection:
+        for chunk in chunked(image_ids, int(options.get("chunk_size", DEFAULT_CHUNK_SIZE))):
+            annotate_chunk.apply_async(args=[job_id, chunk, options], connection=connection)
+
+
 @app.task(name="fer.run_schedules", autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, max_retries=5)
 def run_schedules() -> list:
     """Start the incremental runs whose schedule is due; their chunks go to the queue like a `fer submit`."""
     from workers.scheduling import start_due_runs
-    from workers.submission import chunked
     from workers.tasks import engine_for
 
-    def enqueue(job_id: int, image_ids: list[int], options: dict) -> None:
-        for chunk in chunked(image_ids, int(options.get("chunk_size", 32))):
-            annotate_chunk.apply_async(args=[job_id, chunk, options])
-
-    return start_due_runs(engine_for(database_url()), enqueue)
+    return start_due_runs(engine_for(database_url()), queue_chunks)

@@ -37,10 +37,6 @@ class PreparedJob:
     plan: RunPlan | None  # None for a full pass
 
 
-def chunked(ids: list[int], size: int) -> list[list[int]]:
-    return [ids[i : i + size] for i in range(0, len(ids), size)]
-
-
 def file_states(paths: Sequence[str]) -> list[FileState]:
     states = []
     for path in paths:
