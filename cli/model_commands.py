@@ -73,9 +73,9 @@ class _RichTrainingProgress:
 @click.option("--recipe", default="seed", show_default=True, help="Named training recipe.")
 @click.option("--data", type=click.Path(path_type=Path), required=True, help=DATA_HELP)
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for checkpoints, history, model and card.")
-@click.option("--epochs", type=click.IntRange(min=1), help="Epochs to train (default: the recipe's).")
+@click.option("--epochs", type=click.IntRange(min=1), help="Epochs to train (default: the recipe's; with --resume, the run's).")
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch (same settings).")
 @click.option("--class-weights", is_flag=True, help="Weight the loss by inverse class frequency.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or malformed data and count it, instead of stopping.")
 @click.option("--limit", type=click.IntRange(min=1), help="Train on a random subset of this many images (smoke runs).")
@@ -90,17 +90,25 @@ def train(
     skip_bad: bool,
     limit: int | None,
 ) -> None:
-    """Train a recipe on FER2013; checkpoints every epoch and resumes with --resume."""
+    """Train a recipe on FER2013; backs up every epoch and resumes a stopped run with --resume.
+
+    \b
+    Examples:
+      fer model train --recipe default --data ../shared/data/fer2013 --out runs/default
+      fer model train --recipe default --data ../shared/data/fer2013 --out runs/default --resume
+    """
     import numpy as np
 
     from fer_model.recipes import get_recipe
-    from fer_model.training import TrainingError, TrainingRun
+    from fer_model.training import TrainingError, TrainingRun, started_settings
     from fer_model.training import train as run_training
 
     try:
         chosen = get_recipe(recipe)
     except KeyError as error:
         fail(str(error.args[0]))
+    if resume and epochs is None:
+        epochs = (started_settings(out) or {}).get("epochs")
     dataset = _load_data(data, skip_bad)
     subset = None
     if limit is not None and limit < len(dataset["train"]):

@@ -13,3 +13,13 @@ def file_sha256(path: str | os.PathLike) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def write_atomically(path: str | os.PathLike, content: str | bytes) -> None:
+    """Write a file so that readers see the old content or the whole new content, never a part."""
+    path = os.fspath(path)
+    folder, name = os.path.split(path)
+    partial = os.path.join(folder, f".{name}.partial")
+    with open(partial, "wb" if isinstance(content, bytes) else "w") as handle:
+        handle.write(content)
+    os.replace(partial, path)

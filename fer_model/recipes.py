@@ -1,20 +1,53 @@
-"""Named training recipes: the model, its augmentation and its optimiser, read top to bottom.
+"""Named training recipes: the network, its augmentation and its optimiser, read top to bottom.
 
 Every model takes (N, 48, 48, 1) uint8 faces and returns softmax probabilities over
 CLASSES. Preprocessing (resize, per-face scaling) and augmentation are layers inside
 the model: augmentation layers only act when training, so the saved model serves
 with exactly the preprocessing it was trained with.
+
+A recipe is data: the network is built from its fields by `build_model`, so recipes
+that differ in one choice (optimiser, width, input size, augmentation) are one
+`dataclasses.replace` apart, and the comparison runs in the model card name them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import keras
 
-from fer_model.classes import CLASSES
-from fer_model.preprocessing import FACE_SIZE, preprocessing_layers
+from fer_model.classes import CLASSES, FACE_SIZE
+from fer_model.preprocessing import preprocessing_layers
+
+# (filters, convolutions, dropout) for each block of 3x3 convolutions.
+Blocks = tuple[tuple[int, int, float], ...]
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random transformations applied while training (each off at 0)."""
+
+    flip: bool = False
+    rotation_degrees: float = 0.0
+    zoom: float = 0.0
+    shift: float = 0.0
+    erasing: float = 0.0  # probability of erasing one rectangle of 2-25% of the face
+
+    def layers(self, seed: int) -> list[keras.layers.Layer]:
+        layers: list[keras.layers.Layer] = []
+        if self.flip:
+            layers.append(keras.layers.RandomFlip("horizontal", seed=seed))
+        if self.rotation_degrees:
+            layers.append(keras.layers.RandomRotation(self.rotation_degrees / 360, fill_mode="nearest", seed=seed))
+        if self.zoom:
+            layers.append(keras.layers.RandomZoom(self.zoom, fill_mode="nearest", seed=seed))
+        if self.shift:
+            layers.append(keras.layers.RandomTranslation(self.shift, self.shift, fill_mode="nearest", seed=seed))
+        if self.erasing:
+            layers.append(
+                keras.layers.RandomErasing(factor=self.erasing, scale=(0.02, 0.25), value_range=(0.0, 1.0), seed=seed)
+            )
+        return layers
 
 
 @dataclass(frozen=True)
@@ -22,124 +55,156 @@ class Recipe:
     name: str
     description: str
     input_size: int
-    build: Callable[[int], keras.Model]
-    make_optimizer: Callable[[], keras.optimizers.Optimizer]
+    blocks: Blocks
+    # "flatten" keeps every position of the last feature map; "average" pools it (a smaller head).
+    pooling: str
+    augmentation: Augmentation
+    optimizer: str  # "adam" or "sgd" (Nesterov momentum 0.9)
+    learning_rate: float
     batch_size: int
     epochs: int
+    weight_decay: float = 0.0
     # Oversample each class to at least this fraction of the largest class's count.
     oversample_to: float = 0.0
-    class_weights: bool = False
     label_smoothing: float = 0.0
-    notes: list[str] = field(default_factory=list)
+    warmup_epochs: int = 0
+
+    def build(self, seed: int) -> keras.Model:
+        return build_model(self, seed)
 
     def make_loss(self) -> keras.losses.Loss:
         return keras.losses.CategoricalCrossentropy(label_smoothing=self.label_smoothing)
 
+    def make_optimizer(self, steps_per_epoch: int, epochs: int) -> keras.optimizers.Optimizer:
+        """The optimiser with its whole learning-rate schedule: optional linear warm-up, then cosine decay
+        to 2% of the peak. The rate is a function of the optimiser's step count, so a resumed run
+        continues the schedule exactly."""
+        warmup_steps = min(self.warmup_epochs, epochs - 1) * steps_per_epoch
+        schedule = keras.optimizers.schedules.CosineDecay(
+            initial_learning_rate=self.learning_rate / 10 if warmup_steps else self.learning_rate,
+            decay_steps=max(epochs * steps_per_epoch - warmup_steps, 1),
+            alpha=0.02,
+            warmup_target=self.learning_rate if warmup_steps else None,
+            warmup_steps=warmup_steps,
+        )
+        if self.optimizer == "adam":
+            if self.weight_decay:
+                return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=self.weight_decay)
+            return keras.optimizers.Adam(learning_rate=schedule)
+        if self.optimizer == "sgd":
+            return keras.optimizers.SGD(
+                learning_rate=schedule, momentum=0.9, nesterov=True, weight_decay=self.weight_decay or None
+            )
+        raise ValueError(f"unknown optimizer {self.optimizer!r}")
 
-def conv_blocks(x, blocks: tuple[tuple[int, int, float], ...], seed: int, *, pool_last: bool):
-    """(filters, convolutions, dropout) per block: 3x3 conv + batch norm + ReLU, then 2x2 max pooling
-    (not after the last block unless ``pool_last``) and dropout (none when 0)."""
-    for block, (filters, convs, dropout) in enumerate(blocks, start=1):
-        for conv in range(1, convs + 1):
+
+def build_model(recipe: Recipe, seed: int) -> keras.Model:
+    """Input -> preprocessing -> augmentation -> convolution blocks -> pooling -> dense head -> softmax."""
+    inputs = keras.Input(shape=(FACE_SIZE, FACE_SIZE, 1), name="face")
+    x = inputs
+    for layer in preprocessing_layers(recipe.input_size):
+        x = layer(x)
+    x = keras.Sequential(recipe.augmentation.layers(seed), name="augmentation")(x)
+
+    for block, (filters, convolutions, dropout) in enumerate(recipe.blocks, start=1):
+        for conv in range(1, convolutions + 1):
             x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"block{block}_conv{conv}")(x)
             x = keras.layers.BatchNormalization(name=f"block{block}_bn{conv}")(x)
             x = keras.layers.ReLU(name=f"block{block}_relu{conv}")(x)
-        if pool_last or block < len(blocks):
+        # A flattened head needs the last block pooled too; global average pooling does not.
+        if recipe.pooling == "flatten" or block < len(recipe.blocks):
             x = keras.layers.MaxPooling2D(2, name=f"block{block}_pool")(x)
         if dropout:
             x = keras.layers.Dropout(dropout, seed=seed, name=f"block{block}_dropout")(x)
-    return x
 
-
-def classifier_head(x, seed: int):
-    """Dense 256 (batch norm, ReLU, dropout 0.4), then softmax over the classes."""
+    if recipe.pooling == "flatten":
+        x = keras.layers.Flatten(name="flatten")(x)
+    else:
+        x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
     x = keras.layers.Dense(256, use_bias=False, name="dense")(x)
     x = keras.layers.BatchNormalization(name="dense_bn")(x)
     x = keras.layers.ReLU(name="dense_relu")(x)
     x = keras.layers.Dropout(0.4, seed=seed, name="dense_dropout")(x)
-    return keras.layers.Dense(len(CLASSES), activation="softmax", name="emotion")(x)
+    outputs = keras.layers.Dense(len(CLASSES), activation="softmax", name="emotion")(x)
+    return keras.Model(inputs, outputs, name=f"fer_{recipe.name.replace('-', '_')}")
 
 
-def _preprocessed_and_augmented(size: int, augmentations: list) -> tuple:
-    """The face input, the shared preprocessing layers, then the recipe's augmentation (active in training only)."""
-    inputs = keras.Input(shape=(FACE_SIZE, FACE_SIZE, 1), name="face")
-    x = inputs
-    for layer in preprocessing_layers(size):
-        x = layer(x)
-    return inputs, keras.Sequential(augmentations, name="augmentation")(x)
-
-
-def build_seed_model(seed: int) -> keras.Model:
-    """The brief's CNN: 3x3 ReLU convolutions, 2x2 max pooling, dropout, dense layers, softmax."""
-    inputs, x = _preprocessed_and_augmented(
-        RECIPES["seed"].input_size, [keras.layers.RandomZoom(0.3, fill_mode="nearest", seed=seed)]
-    )
-    # One convolution at full resolution keeps an epoch affordable on two CPU cores;
-    # the deeper, cheaper 20x20 and 10x10 blocks get two.
-    # Dropout grows with depth: uniform 0.25 everywhere left the net stuck near chance for epochs.
-    x = conv_blocks(x, ((32, 1, 0.1), (64, 2, 0.2), (128, 2, 0.3)), seed, pool_last=True)
-    x = keras.layers.Flatten(name="flatten")(x)
-    return keras.Model(inputs, classifier_head(x, seed), name="fer_seed")
-
-
-def build_default_model(seed: int) -> keras.Model:
-    """A VGG-style net sized for serving on two CPU cores (about 1.5x the seed's cost per face).
-
-    Geometric augmentation and random erasing run inside the model while training;
-    global average pooling instead of a wide flatten keeps the head small.
-    """
-    inputs, x = _preprocessed_and_augmented(
-        RECIPES["default"].input_size,
-        [
-            keras.layers.RandomFlip("horizontal", seed=seed),
-            keras.layers.RandomRotation(10 / 360, fill_mode="nearest", seed=seed),
-            keras.layers.RandomZoom((-0.2, 0.2), fill_mode="nearest", seed=seed),
-            keras.layers.RandomTranslation(0.1, 0.1, fill_mode="nearest", seed=seed),
-            keras.layers.RandomErasing(factor=0.5, scale=(0.02, 0.25), value_range=(0.0, 1.0), seed=seed),
-        ],
-    )
-    x = conv_blocks(x, ((32, 1, 0.0), (64, 2, 0.1), (128, 2, 0.2), (256, 2, 0.3)), seed, pool_last=False)
-    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-    return keras.Model(inputs, classifier_head(x, seed), name="fer_default")
-
-
-RECIPES: dict[str, Recipe] = {
-    "seed": Recipe(
-        name="seed",
-        description=(
-            "The original brief: 40x40x1 gray input scaled to [0,1]; random zoom up to 30% "
-            "with nearest fill; three blocks of 3x3 ReLU convolutions (1x32, 2x64, 2x128 filters, "
-            "batch norm), 2x2 max pooling and dropout 0.1/0.2/0.3; flatten, dense 256 (batch norm, dropout 0.4), softmax over 7 "
-            "classes; categorical cross-entropy, Adam, batch 32, 30 epochs; minority classes "
-            "oversampled (with augmentation) to half the largest class."
-        ),
-        input_size=40,
-        build=build_seed_model,
-        make_optimizer=lambda: keras.optimizers.Adam(learning_rate=1e-3),
-        batch_size=32,
-        epochs=30,
-        oversample_to=0.5,
+SEED = Recipe(
+    name="seed",
+    description=(
+        "A small CNN: 40x40x1 gray input scaled per face to [0,1]; random zoom up to 30%; three blocks of "
+        "3x3 convolutions with batch norm and ReLU (1x32, 2x64, 2x128 filters), 2x2 max pooling and dropout "
+        "0.1/0.2/0.3; flatten, dense 256 (batch norm, dropout 0.4), softmax over 7 classes; cross-entropy, "
+        "Adam 1e-3 with cosine decay, batch 32, 30 epochs; minority classes oversampled to half the largest class."
     ),
-    "default": Recipe(
-        name="default",
-        description=(
-            "40x40x1 gray input scaled per face to [0,1]; horizontal flip, rotation up to 10 degrees, "
-            "zoom and shift up to 20%/10%, random erasing; four blocks of 3x3 convolutions with batch norm "
-            "(1x32, 2x64, 2x128, 2x256 filters), 2x2 max pooling between blocks, dropout growing with depth; "
-            "global average pooling, dense 256 (batch norm, dropout 0.4), softmax over 7 classes; "
-            "cross-entropy with label smoothing 0.1; SGD with Nesterov momentum 0.9, learning rate 0.01 "
-            "with cosine decay, weight decay 5e-4, batch 64, 150 epochs; minority classes oversampled "
-            "to a third of the largest class."
-        ),
-        input_size=40,
-        build=build_default_model,
-        make_optimizer=lambda: keras.optimizers.SGD(learning_rate=0.01, momentum=0.9, nesterov=True, weight_decay=5e-4),
-        batch_size=64,
-        epochs=150,
-        oversample_to=1 / 3,
-        label_smoothing=0.1,
+    input_size=40,
+    blocks=((32, 1, 0.1), (64, 2, 0.2), (128, 2, 0.3)),
+    pooling="flatten",
+    augmentation=Augmentation(zoom=0.3),
+    optimizer="adam",
+    learning_rate=1e-3,
+    batch_size=32,
+    epochs=30,
+    oversample_to=0.5,
+)
+
+DEFAULT = Recipe(
+    name="default",
+    description=(
+        "A VGG-style net sized for serving on two CPU cores: 40x40x1 gray input scaled per face to [0,1]; "
+        "horizontal flip, rotation up to 10 degrees, zoom and shift up to 20%/10%, random erasing; four blocks "
+        "of 3x3 convolutions with batch norm (1x32, 2x64, 2x128, 2x256 filters), 2x2 max pooling between blocks, "
+        "dropout growing with depth; global average pooling, dense 256 (batch norm, dropout 0.4), softmax over "
+        "7 classes; cross-entropy with label smoothing 0.1; SGD with Nesterov momentum 0.9, learning rate 0.02 "
+        "with cosine decay, weight decay 5e-4, batch 128, 150 epochs; minority classes oversampled to a third "
+        "of the largest class."
     ),
-}
+    input_size=40,
+    blocks=((32, 1, 0.0), (64, 2, 0.1), (128, 2, 0.2), (256, 2, 0.3)),
+    pooling="average",
+    augmentation=Augmentation(flip=True, rotation_degrees=10, zoom=0.2, shift=0.1, erasing=0.5),
+    optimizer="sgd",
+    learning_rate=0.02,
+    weight_decay=5e-4,
+    batch_size=128,
+    epochs=150,
+    oversample_to=1 / 3,
+    label_smoothing=0.1,
+)
+
+# One-choice variants of the default recipe, trained briefly side by side to choose the long run's recipe.
+VARIANTS: tuple[Recipe, ...] = (
+    replace(
+        DEFAULT,
+        name="default-adam",
+        description="The default recipe with AdamW (learning rate 1e-3, weight decay 1e-4) instead of SGD.",
+        optimizer="adam",
+        learning_rate=1e-3,
+        weight_decay=1e-4,
+    ),
+    replace(
+        DEFAULT,
+        name="default-light",
+        description="The default recipe with light augmentation (flip, rotation 10, zoom 10%, shift 10%; no erasing) "
+        "and no label smoothing.",
+        augmentation=Augmentation(flip=True, rotation_degrees=10, zoom=0.1, shift=0.1),
+        label_smoothing=0.0,
+    ),
+    replace(
+        DEFAULT,
+        name="default-48",
+        description="The default recipe at the faces' native 48x48 input (no resizing).",
+        input_size=48,
+    ),
+    replace(
+        DEFAULT,
+        name="default-wide",
+        description="The default recipe with 1.5x the filters (48, 96, 192, 384).",
+        blocks=((48, 1, 0.0), (96, 2, 0.1), (192, 2, 0.2), (384, 2, 0.3)),
+    ),
+)
+
+RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (SEED, DEFAULT, *VARIANTS)}
 
 
 def get_recipe(name: str) -> Recipe:

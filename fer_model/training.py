@@ -1,10 +1,17 @@
-"""Train a recipe on FER2013 with per-epoch checkpoints, history and resume.
+"""Train a recipe on FER2013 with one `model.fit` and Keras's own callbacks.
 
-Layout of an output folder:
-- ``checkpoint.keras`` / ``state.json``: the last finished epoch (model and optimiser), for ``resume``;
-- ``best.keras``: the epoch with the best validation (PublicTest) accuracy so far;
-- ``history.csv``: one row per epoch;
-- ``model.keras`` and ``card.json`` / ``card.md``: the final model (best epoch, no optimiser) and its card.
+Layout of a run folder:
+- ``run.json``: the run's settings (recipe, epochs, seed, class weights), checked on ``--resume``;
+- ``backup/``: `keras.callbacks.BackupAndRestore`'s state (weights, optimiser, epoch), written after
+  every epoch, so a killed run resumes at the start of the epoch it was in;
+- ``best.keras``: the epoch with the best validation (PublicTest) accuracy so far (`ModelCheckpoint`);
+- ``history.csv``: one row per finished epoch (`CSVLogger`, appended on resume);
+- ``model.keras`` and ``card.json`` / ``card.md``: the final model (best epoch, calibrated, no optimiser)
+  and its card.
+
+The oversampled training epoch is re-drawn every epoch from ``(seed, epoch)`` alone, and the
+learning rate is a function of the optimiser's step count, so a resumed run sees the same data and
+schedule as one that never stopped.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from fer_model.calibration import calibration_summary, with_temperature
 from fer_model.classes import CLASSES
 from fer_model.data import Dataset, Split
 from fer_model.evaluation import predict_probabilities
+from fer_model.files import write_atomically
 from fer_model.metrics import compute_metrics
 from fer_model.model_card import ModelCard, write_card
 from fer_model.recipes import Recipe
@@ -34,7 +42,10 @@ SELECTION_NOTE = (
     "The saved weights are those of the epoch with the best PublicTest (val) accuracy, so PublicTest "
     "figures are slightly optimistic; the withheld PrivateTest split is the unbiased check."
 )
-HISTORY_FIELDS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
+RUN_FILE = "run.json"
+HISTORY_FILE = "history.csv"
+BEST_FILE = "best.keras"
+BACKUP_FOLDER = "backup"
 
 
 class TrainingError(Exception):
@@ -61,6 +72,9 @@ class TrainingRun:
     class_weights: bool = False
     command: str = ""
     data_description: dict[str, Any] = field(default_factory=dict)
+
+    def settings(self) -> dict[str, Any]:
+        return {"recipe": self.recipe.name, "epochs": self.epochs, "seed": self.seed, "class_weights": self.class_weights}
 
 
 @dataclass
@@ -95,17 +109,85 @@ def balanced_class_weights(labels: np.ndarray) -> dict[int, float]:
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-def cosine_learning_rate(base: float, epoch: int, epochs: int, floor: float = 0.02) -> float:
-    """Cosine decay from ``base`` to ``floor * base``; a function of the epoch alone, so resume is exact."""
-    progress = epoch / max(epochs, 1)
-    return base * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-
-
 def as_model_input(images: np.ndarray) -> np.ndarray:
     """(N, 48, 48) or (N, 48, 48, 1) uint8 faces as the float32 batch Keras fits on."""
     if images.ndim == 3:
         images = images[..., np.newaxis]
     return images.astype(np.float32)
+
+
+class OversampledFaces(keras.utils.PyDataset):
+    """The training split, oversampled and shuffled afresh for each epoch from ``(seed, epoch)``."""
+
+    def __init__(self, split: Split, oversample_to: float, batch_size: int, seed: int):
+        super().__init__()
+        self.images, self.labels = split.images, split.labels
+        self.oversample_to, self.batch_size, self.seed = oversample_to, batch_size, seed
+        self.epoch = 0
+        self._order: tuple[int, np.ndarray] | None = None
+        self.size = len(self._indices())
+
+    def _indices(self) -> np.ndarray:
+        if self._order is None or self._order[0] != self.epoch:
+            rng = np.random.default_rng([self.seed, self.epoch])
+            self._order = (self.epoch, oversampled_indices(self.labels, self.oversample_to, rng))
+        return self._order[1]
+
+    def __len__(self) -> int:
+        return math.ceil(self.size / self.batch_size)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        batch = self._indices()[index * self.batch_size : (index + 1) * self.batch_size]
+        return as_model_input(self.images[batch]), keras.utils.to_categorical(self.labels[batch], len(CLASSES))
+
+
+class _FollowEpoch(keras.callbacks.Callback):
+    """Make each epoch's randomness a function of its number alone.
+
+    The dataset learns which epoch starts (fit may start past 0 when BackupAndRestore resumes), and
+    every random layer (augmentation, dropout) restarts its seed stream at a point set by the epoch:
+    those streams are not part of the backed-up weights, so this is what makes a resumed run
+    continue exactly as an uninterrupted one.
+    """
+
+    def __init__(self, data: OversampledFaces):
+        super().__init__()
+        self.data = data
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.data.epoch = epoch
+        for layer in self.model._flatten_layers(include_self=True, recursive=True):
+            for generator in getattr(layer, "_seed_generators", ()):
+                start = keras.ops.convert_to_numpy(generator.state.value)
+                generator.state.assign(np.array([start[0], epoch * 1_000_000], dtype=start.dtype))
+
+
+class _EpochExtras(keras.callbacks.Callback):
+    """Add the 1-based epoch, the learning rate and the epoch's seconds to the logs the next callbacks see."""
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.started = time.monotonic()
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        if logs is not None:
+            rate = self.model.optimizer.learning_rate
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(rate))
+            logs["seconds"] = round(time.monotonic() - self.started, 1)
+
+
+class _ReportProgress(keras.callbacks.Callback):
+    def __init__(self, progress: TrainingProgress, epochs: int, steps: int):
+        super().__init__()
+        self.progress, self.epochs, self.steps = progress, epochs, steps
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.progress.epoch_started(epoch + 1, self.epochs, self.steps)
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self.progress.batch_done(batch + 1, {k: float(v) for k, v in (logs or {}).items()})
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.progress.epoch_done(epoch + 1, {k: float(v) for k, v in (logs or {}).items()})
 
 
 def train(
@@ -119,93 +201,119 @@ def train(
     train_split = dataset["train"] if train_subset is None else dataset["train"].subset(np.asarray(train_subset))
     if len(train_split) == 0:
         raise TrainingError(f"{dataset.source}: the train split is empty")
-    val_split = dataset["val"] if dataset.has("val") else None
+    val_split = dataset["val"] if dataset.has("val") and len(dataset["val"]) else None
     out = run.out
-    out.mkdir(parents=True, exist_ok=True)
-    state_path, checkpoint_path, best_path = out / "state.json", out / "checkpoint.keras", out / "best.keras"
+    epochs_done = _prepare_folder(run)
 
-    start_epoch, best_accuracy, best_epoch = 0, -1.0, 0
-    if run.resume and state_path.exists() and checkpoint_path.exists():
-        state = json.loads(state_path.read_text())
-        if state.get("recipe") != run.recipe.name:
-            raise TrainingError(f"{out} holds a run of recipe {state.get('recipe')!r}, not {run.recipe.name!r}")
-        start_epoch, best_accuracy, best_epoch = state["epochs_done"], state["best_accuracy"], state["best_epoch"]
-        model = keras.saving.load_model(checkpoint_path)
-    elif not run.resume and state_path.exists():
-        raise TrainingError(f"{out} already holds a training run: pass --resume to continue it, or choose another --out")
-    else:
-        keras.utils.set_random_seed(run.seed)
-        model = run.recipe.build(run.seed)
-        model.compile(optimizer=run.recipe.make_optimizer(), loss=run.recipe.make_loss(), metrics=["accuracy"])
-    _truncate_history(out / "history.csv", start_epoch)
-
-    base_rate = float(keras.ops.convert_to_numpy(run.recipe.make_optimizer().learning_rate))
-    class_weight = balanced_class_weights(train_split.labels) if run.class_weights else None
+    recipe = run.recipe
+    keras.utils.set_random_seed(run.seed)
+    data = OversampledFaces(train_split, recipe.oversample_to, recipe.batch_size, run.seed)
+    model = recipe.build(run.seed)
+    model.compile(
+        optimizer=recipe.make_optimizer(len(data), run.epochs), loss=recipe.make_loss(), metrics=["accuracy"]
+    )
     validation = (
         (as_model_input(val_split.images), keras.utils.to_categorical(val_split.labels, len(CLASSES)))
         if val_split is not None
         else None
     )
-    train_images = train_split.images
-
-    for epoch in range(start_epoch, run.epochs):
-        rng = np.random.default_rng([run.seed, epoch])
-        keras.utils.set_random_seed(run.seed * 100_003 + epoch)
-        indices = oversampled_indices(train_split.labels, run.recipe.oversample_to, rng)
-        x = as_model_input(train_images[indices])
-        y = keras.utils.to_categorical(train_split.labels[indices], len(CLASSES))
-        rate = cosine_learning_rate(base_rate, epoch, run.epochs)
-        model.optimizer.learning_rate.assign(rate)
-        steps = math.ceil(len(indices) / run.recipe.batch_size)
-        callbacks = [_ProgressCallback(progress, epoch, run.epochs, steps)] if progress else []
-        started = time.monotonic()
-        history = model.fit(
-            x,
-            y,
-            batch_size=run.recipe.batch_size,
-            epochs=epoch + 1,
-            initial_epoch=epoch,
-            validation_data=validation,
-            class_weight=class_weight,
-            shuffle=False,
-            verbose=0,
-            callbacks=callbacks,
-        )
-        logs = {key: float(values[-1]) for key, values in history.history.items()}
-        logs.update(epoch=epoch + 1, learning_rate=rate, seconds=round(time.monotonic() - started, 1))
-        _append_history(out / "history.csv", logs)
-
-        accuracy = logs.get("val_accuracy", logs["accuracy"])
-        if accuracy > best_accuracy:
-            best_accuracy, best_epoch = accuracy, epoch + 1
-            save_atomically(model, best_path)
-        save_atomically(model, checkpoint_path)
-        _write_json_atomically(
-            state_path,
-            {
-                "recipe": run.recipe.name,
-                "epochs_done": epoch + 1,
-                "epochs": run.epochs,
-                "best_accuracy": best_accuracy,
-                "best_epoch": best_epoch,
-                "seed": run.seed,
-            },
-        )
-        if progress:
-            progress.epoch_done(epoch + 1, logs)
-
-    return _finish(run, dataset, best_path, best_epoch, val_split, train_split)
+    monitor = "val_accuracy" if validation is not None else "accuracy"
+    best_so_far = _best_in_history(out / HISTORY_FILE, monitor) if epochs_done else None
+    # Order matters: the extras reach the logger, and the backup is written last, once the epoch's
+    # history row and best checkpoint are on disk (a kill in between re-runs that epoch; see _prepare_folder).
+    callbacks: list[keras.callbacks.Callback] = [
+        _FollowEpoch(data),
+        _EpochExtras(),
+        keras.callbacks.CSVLogger(str(out / HISTORY_FILE), append=True),
+        keras.callbacks.ModelCheckpoint(
+            str(out / BEST_FILE), monitor=monitor, mode="max", save_best_only=True, initial_value_threshold=best_so_far
+        ),
+        keras.callbacks.BackupAndRestore(str(out / BACKUP_FOLDER), save_freq="epoch", delete_checkpoint=False),
+    ]
+    if progress is not None:
+        callbacks.append(_ReportProgress(progress, run.epochs, len(data)))
+    model.fit(
+        data,
+        epochs=run.epochs,
+        validation_data=validation,
+        class_weight=balanced_class_weights(train_split.labels) if run.class_weights else None,
+        callbacks=callbacks,
+        verbose=0,
+    )
+    best_epoch = _best_epoch(out / HISTORY_FILE, monitor)
+    return _finish(run, dataset, best_epoch, val_split, train_split)
 
 
-def _finish(
-    run: TrainingRun, dataset: Dataset, best_path: Path, best_epoch: int, val_split: Split | None, train_split: Split
-) -> TrainingResult:
-    """Save the best epoch's weights into a fresh (optimiser-free) model and write its card."""
-    trained = keras.saving.load_model(best_path)
+def _prepare_folder(run: TrainingRun) -> int:
+    """Create or check the run folder; return the epochs already done (0 for a new run)."""
+    out = run.out
+    settings_path = out / RUN_FILE
+    if not run.resume:
+        if settings_path.exists():
+            raise TrainingError(f"{out} already holds a training run: pass --resume to continue it, or choose another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomically(settings_path, json.dumps(run.settings(), indent=2) + "\n")
+        return 0
+    if not settings_path.exists():
+        raise TrainingError(f"{out} holds no training run to resume (no {RUN_FILE})")
+    started = json.loads(settings_path.read_text())
+    for key, value in run.settings().items():
+        if started.get(key) != value:
+            raise TrainingError(
+                f"{out} holds a run with {key} {started.get(key)!r}, not {value!r}: resume it with the settings it started with"
+            )
+    epochs_done = _backed_up_epochs(out)
+    _truncate_history(out / HISTORY_FILE, epochs_done)
+    return epochs_done
+
+
+def started_settings(out: Path) -> dict[str, Any] | None:
+    """The settings a run folder was started with, or None when it holds no run."""
+    path = out / RUN_FILE
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _backed_up_epochs(out: Path) -> int:
+    metadata = out / BACKUP_FOLDER / "training_metadata.json"
+    return int(json.loads(metadata.read_text())["epoch"]) if metadata.exists() else 0
+
+
+def _read_history_rows(path: Path) -> list[dict[str, str]]:
+    if not path.exists():
+        return []
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _truncate_history(path: Path, epochs_done: int) -> None:
+    """Keep the rows of the epochs the backup holds: an epoch logged just before a kill is run again."""
+    rows = _read_history_rows(path)
+    if not rows:
+        return
+    kept = [row for row in rows if int(row["epoch"]) < epochs_done]
+    content = ",".join(rows[0].keys()) + "\n" + "".join(",".join(row.values()) + "\n" for row in kept)
+    write_atomically(path, content)
+
+
+def _best_in_history(path: Path, monitor: str) -> float | None:
+    values = [float(row[monitor]) for row in _read_history_rows(path) if row.get(monitor)]
+    return max(values) if values else None
+
+
+def _best_epoch(path: Path, monitor: str) -> int:
+    """The 1-based epoch whose weights best.keras holds (the first of equal bests, as ModelCheckpoint keeps)."""
+    rows = _read_history_rows(path)
+    values = [float(row[monitor]) for row in rows]
+    return int(rows[int(np.argmax(values))]["epoch"]) + 1
+
+
+def _finish(run: TrainingRun, dataset: Dataset, best_epoch: int, val_split: Split | None, train_split: Split) -> TrainingResult:
+    """Save the best epoch's weights into a fresh (optimiser-free) calibrated model and write its card."""
+    trained = keras.saving.load_model(run.out / BEST_FILE)
     model = run.recipe.build(run.seed)
     model.set_weights(trained.get_weights())
     calibration: dict[str, Any] = {}
-    if val_split is not None and len(val_split):
+    if val_split is not None:
         calibration = calibration_summary(predict_probabilities(model, val_split.images), val_split.labels)
         model = with_temperature(model, calibration["temperature"])
     model_path = run.out / "model.keras"
@@ -219,10 +327,11 @@ def _finish(
             full = compute_metrics(split.labels, probabilities, split_name)
             metrics[split_name] = {k: full[k] for k in ("n", "accuracy", "macro_f1", "weighted_f1", "balanced_accuracy")}
 
+    recipe = run.recipe
     card = ModelCard(
-        name=run.recipe.name,
-        recipe=run.recipe.name,
-        recipe_description=run.recipe.description,
+        name=recipe.name,
+        recipe=recipe.name,
+        recipe_description=recipe.description,
         command=run.command,
         data={
             **run.data_description,
@@ -234,10 +343,11 @@ def _finish(
             "epochs": run.epochs,
             "best_epoch": best_epoch,
             "seed": run.seed,
-            "batch_size": run.recipe.batch_size,
+            "batch_size": recipe.batch_size,
             "class_weights": run.class_weights,
-            "oversample_to": run.recipe.oversample_to,
-            "label_smoothing": run.recipe.label_smoothing,
+            "oversample_to": recipe.oversample_to,
+            "label_smoothing": recipe.label_smoothing,
+            "hours": round(sum(row["seconds"] for row in read_history(run.out / HISTORY_FILE)) / 3600, 2),
             "backend": keras.backend.backend(),
             "keras_version": keras.__version__,
         },
@@ -249,51 +359,15 @@ def _finish(
     return TrainingResult(model_path=model_path, card=card, epochs_run=run.epochs)
 
 
-class _ProgressCallback(keras.callbacks.Callback):
-    def __init__(self, progress: TrainingProgress, epoch: int, epochs: int, steps: int):
-        super().__init__()
-        self.progress, self.epoch, self.epochs, self.steps = progress, epoch, epochs, steps
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.progress.epoch_started(self.epoch + 1, self.epochs, self.steps)
-
-    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self.progress.batch_done(batch + 1, {k: float(v) for k, v in (logs or {}).items()})
-
-
 def save_atomically(model: keras.Model, path: Path) -> None:
     partial = path.with_name(f".{path.stem}.partial.keras")
     model.save(partial)
     os.replace(partial, path)
 
 
-def _write_json_atomically(path: Path, content: dict) -> None:
-    partial = path.with_name(f".{path.name}.partial")
-    partial.write_text(json.dumps(content, indent=2) + "\n")
-    os.replace(partial, path)
-
-
-def _append_history(path: Path, logs: dict[str, float]) -> None:
-    new = not path.exists()
-    with path.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        writer.writerow({key: logs.get(key, "") for key in HISTORY_FIELDS})
-
-
-def _truncate_history(path: Path, epochs_done: int) -> None:
-    """Drop history rows past the checkpoint (an epoch that was interrupted after logging)."""
-    if not path.exists():
-        return
-    with path.open(newline="") as handle:
-        rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) <= epochs_done]
-    with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=HISTORY_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
 def read_history(path: Path) -> list[dict[str, float]]:
-    with path.open(newline="") as handle:
-        return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+    """The history rows as numbers, with 1-based epochs."""
+    rows = [{k: float(v) for k, v in row.items() if v != ""} for row in _read_history_rows(path)]
+    for row in rows:
+        row["epoch"] += 1
+    return rows

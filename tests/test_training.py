@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -11,8 +17,8 @@ from click.testing import CliRunner
 
 from cli.main import fer
 from fer_model.classes import CLASSES
-from fer_model.training import balanced_class_weights, cosine_learning_rate, oversampled_indices
-from tests.conftest import write_image_folders
+from fer_model.training import balanced_class_weights, oversampled_indices, read_history
+from tests.conftest import REPO_ROOT, write_image_folders
 
 
 def test_oversampling_tops_minority_classes_up_and_keeps_every_original():
@@ -36,11 +42,34 @@ def test_balanced_class_weights_favour_rare_classes():
     assert weights[2] == 0.0
 
 
-def test_cosine_learning_rate_decays_from_base_to_floor():
-    assert cosine_learning_rate(1e-3, 0, 30) == pytest.approx(1e-3)
-    assert cosine_learning_rate(1e-3, 30, 30) == pytest.approx(2e-5)
-    rates = [cosine_learning_rate(1e-3, e, 30) for e in range(30)]
-    assert rates == sorted(rates, reverse=True)
+def test_learning_rate_warms_up_then_decays_by_cosine_to_two_percent():
+    from fer_model.recipes import DEFAULT
+
+    schedule = DEFAULT.make_optimizer(steps_per_epoch=10, epochs=30).learning_rate
+    assert float(schedule) == pytest.approx(DEFAULT.learning_rate)  # no warm-up: the peak at step 0
+    warm = replace(DEFAULT, warmup_epochs=2).make_optimizer(steps_per_epoch=10, epochs=30)._learning_rate
+    rates = [float(warm(step)) for step in (0, 10, 20, 160, 300)]
+    assert rates[0] == pytest.approx(DEFAULT.learning_rate / 10)
+    assert rates[2] == pytest.approx(DEFAULT.learning_rate)
+    assert rates[0] < rates[1] < rates[2] > rates[3] > rates[4]
+    assert rates[4] == pytest.approx(0.02 * DEFAULT.learning_rate)
+
+
+def test_each_epoch_draws_its_own_oversampled_order_from_seed_and_epoch():
+    from fer_model.data import Split
+    from fer_model.training import OversampledFaces
+
+    labels = np.array([0] * 40 + [1] * 4)
+    split = Split(np.zeros((44, 48, 48), np.uint8), labels, np.array([""] * 44))
+    data = OversampledFaces(split, 0.5, batch_size=8, seed=3)
+    assert data.size == 60 and len(data) == 8
+    first = np.concatenate([data[i][1].argmax(axis=1) for i in range(len(data))])
+    assert np.bincount(first).tolist() == [40, 20]
+    order_0 = data._indices().copy()
+    data.epoch = 1
+    assert not np.array_equal(order_0, data._indices())
+    data.epoch = 0
+    np.testing.assert_array_equal(order_0, data._indices())
 
 
 @pytest.fixture
@@ -54,31 +83,71 @@ def _history_epochs(path):
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
-def test_train_writes_checkpoint_history_model_and_card_then_resumes(tiny_data, tmp_path):
+def test_train_writes_backup_history_model_and_card_and_refuses_to_overwrite(tiny_data, tmp_path):
     out = tmp_path / "run"
     runner = CliRunner()
-    first = runner.invoke(fer, ["model", "train", "--data", str(tiny_data), "--out", str(out), "--epochs", "1"])
+    first = runner.invoke(fer, ["model", "train", "--data", str(tiny_data), "--out", str(out), "--epochs", "2"])
     assert first.exit_code == 0, first.output
-    for name in ("checkpoint.keras", "best.keras", "model.keras", "history.csv", "state.json", "card.json", "card.md"):
+    assert "epoch 1:" in first.output and "epoch 2:" in first.output
+    for name in ("run.json", "backup/latest.weights.h5", "best.keras", "model.keras", "history.csv", "card.json", "card.md"):
         assert (out / name).is_file(), name
-    assert _history_epochs(out / "history.csv") == [1]
+    assert _history_epochs(out / "history.csv") == [0, 1]
 
     again = runner.invoke(fer, ["model", "train", "--data", str(tiny_data), "--out", str(out), "--epochs", "2"])
     assert again.exit_code == 1
     assert "already holds a training run" in again.output and "Traceback" not in again.output
-
-    resumed = runner.invoke(fer, ["model", "train", "--data", str(tiny_data), "--out", str(out), "--epochs", "2", "--resume"])
-    assert resumed.exit_code == 0, resumed.output
-    assert "epoch 2:" in resumed.output and "epoch 1:" not in resumed.output
-    assert _history_epochs(out / "history.csv") == [1, 2]
-    assert json.loads((out / "state.json").read_text())["epochs_done"] == 2
+    other = runner.invoke(fer, ["model", "train", "--data", str(tiny_data), "--out", str(out), "--epochs", "3", "--resume"])
+    assert other.exit_code == 1
+    assert "holds a run with epochs 2, not 3" in other.output
 
     card = json.loads((out / "card.json").read_text())
     assert card["recipe"] == "seed" and card["training"]["epochs"] == 2
+    assert card["training"]["best_epoch"] in (1, 2)
     assert card["command"].startswith("fer model train") and "--resume" not in card["command"]
     assert set(card["metrics"]) == {"val", "test"}
-    assert 0.0 <= card["metrics"]["val"]["accuracy"] <= 1.0
+    assert card["metrics"]["val"]["n"] == 21
     assert "## Metrics" in (out / "card.md").read_text()
+
+
+def _train_command(data, out, *extra):
+    return [sys.executable, "-m", "cli.main", "model", "train", "--recipe", "default", "--data", str(data),
+            "--out", str(out), "--epochs", "6", *extra]
+
+
+def test_a_run_killed_mid_way_resumes_and_finishes_with_the_same_history(tmp_path):
+    """SIGKILL after the second epoch's backup; --resume runs the remaining epochs once each, and the
+    resumed history matches an uninterrupted run of the same seed."""
+    write_image_folders(tmp_path / "data", per_class=12, layout="prefixed")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO_ROOT)}
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    process = subprocess.Popen(_train_command(tmp_path / "data", killed), env=env, cwd=REPO_ROOT,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    metadata = killed / "backup" / "training_metadata.json"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and process.poll() is None:
+        if metadata.exists() and json.loads(metadata.read_text() or "{}").get("epoch", 0) >= 2:
+            break
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before_kill = json.loads(metadata.read_text())["epoch"]
+    assert 2 <= done_before_kill < 6, "the run should have been killed part-way"
+    assert not (killed / "model.keras").exists()
+
+    resumed = subprocess.run(_train_command(tmp_path / "data", killed, "--resume"), env=env, cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "epoch 1:" not in resumed.stdout and "epoch 6:" in resumed.stdout
+    assert _history_epochs(killed / "history.csv") == [0, 1, 2, 3, 4, 5]
+    assert json.loads((killed / "card.json").read_text())["training"]["epochs"] == 6
+
+    uninterrupted = subprocess.run(_train_command(tmp_path / "data", whole), env=env, cwd=REPO_ROOT,
+                                   capture_output=True, text=True, timeout=300)
+    assert uninterrupted.returncode == 0, uninterrupted.stdout + uninterrupted.stderr
+    for row_killed, row_whole in zip(read_history(killed / "history.csv"), read_history(whole / "history.csv")):
+        assert row_killed["epoch"] == row_whole["epoch"]
+        assert row_killed["learning_rate"] == pytest.approx(row_whole["learning_rate"])
+        assert row_killed["loss"] == pytest.approx(row_whole["loss"], rel=1e-3)
 
 
 def test_saved_model_carries_its_preprocessing(tiny_data, tmp_path):
