@@ -35,3 +35,17 @@ def test_pipeline_bench_runs_on_a_tiny_archive(tmp_path, photos_dir):
         assert line in result.stdout, line
     row = re.search(r"^fer-pipeline embedded, 1 process\s+[\d.]+\s+[\d.]+\s+\d+\s+([\d.]+)$", result.stdout, re.M)
     assert row and float(row.group(1)) >= 0.8
+
+
+def test_consistency_bench_compares_pipeline_and_direct_accuracy(fer2013_dir):
+    result = subprocess.run(
+        [sys.executable, "bench/consistency.py", "--model", "seed", "--scenes", "30", "--margins", "0,0.2",
+         "--data-dir", str(fer2013_dir.parent)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    found = re.search(r"Pasted faces found: (\d+)/30", result.stdout)
+    assert found and int(found.group(1)) >= 10
+    assert re.search(r"crop margin 0\.00: pipeline accuracy [01]\.\d{4}  <- served", result.stdout)
+    assert re.search(r"Pipeline accuracy [01]\.\d{4} vs direct [01]\.\d{4} on the same faces: gap -?\d+\.\d points$",
+                     result.stdout.strip())

@@ -103,3 +103,18 @@ def test_truncated_jpeg_and_missing_file(tmp_path):
         read_image(path)
     with pytest.raises(ImageReadError, match="file not found"):
         read_image(tmp_path / "gone.jpg")
+
+
+def test_face_crop_squares_the_box_widens_it_and_replicates_edges_outside_the_photo():
+    from workers.cropping import face_crop
+
+    gray = np.arange(100, dtype=np.uint8).reshape(10, 10)
+    np.testing.assert_array_equal(face_crop(gray, 2, 2, 4, 4, margin=0.0), gray[2:6, 2:6])
+    wide = face_crop(gray, 2, 3, 4, 2, margin=0.0)  # 4x2 box -> 4x4 square on the same centre
+    np.testing.assert_array_equal(wide, gray[2:6, 2:6])
+    grown = face_crop(gray, 2, 2, 4, 4, margin=0.25)  # 4 * 1.5 = 6
+    np.testing.assert_array_equal(grown, gray[1:7, 1:7])
+    corner = face_crop(gray, 0, 0, 4, 4, margin=0.25)  # one row and column outside, filled by the edge
+    assert corner.shape == (6, 6)
+    np.testing.assert_array_equal(corner[1:, 1:], gray[0:5, 0:5])
+    np.testing.assert_array_equal(corner[0, 1:], gray[0, 0:5])

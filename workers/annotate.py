@@ -16,6 +16,7 @@ import numpy as np
 
 from fer_model.files import file_sha256
 from workers.classifier import EmotionClassifier
+from workers.cropping import face_crop
 from workers.detection import FaceDetector
 from workers.images import ImageReadError, LoadedImage, read_image
 
@@ -159,9 +160,9 @@ def _detect_one(
     with seconds.timing("detect"):
         boxes = sorted(detector.detect(loaded.gray, min_face * loaded.scale), key=lambda d: (d.y, d.x))
     for index, box in enumerate(boxes):
-        crop = loaded.gray[max(box.y, 0) : box.y + box.h, max(box.x, 0) : box.x + box.w]
-        if crop.size == 0:
+        if box.w <= 0 or box.h <= 0:
             continue
+        crop = face_crop(loaded.gray, box.x, box.y, box.w, box.h)
         face = FaceResult(
             index=len(result.faces),
             x=int(round(box.x / loaded.scale)),
