@@ -79,6 +79,13 @@ class _RichTrainingProgress:
 @click.option("--class-weights", is_flag=True, help="Weight the loss by inverse class frequency.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or malformed data and count it, instead of stopping.")
 @click.option("--limit", type=click.IntRange(min=1), help="Train on a random subset of this many images (smoke runs).")
+@click.option(
+    "--compared-with",
+    "compared_with",
+    multiple=True,
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="A finished comparison run folder; its recipe and PublicTest scores go into this run's card (repeatable).",
+)
 def train(
     recipe: str,
     data: Path,
@@ -89,6 +96,7 @@ def train(
     class_weights: bool,
     skip_bad: bool,
     limit: int | None,
+    compared_with: tuple[Path, ...],
 ) -> None:
     """Train a recipe on FER2013; backs up every epoch and resumes a stopped run with --resume.
 
@@ -99,6 +107,7 @@ def train(
     """
     import numpy as np
 
+    from fer_model.model_card import comparison_row
     from fer_model.recipes import get_recipe
     from fer_model.training import TrainingError, TrainingRun, started_settings
     from fer_model.training import train as run_training
@@ -109,6 +118,10 @@ def train(
         fail(str(error.args[0]))
     if resume and epochs is None:
         epochs = (started_settings(out) or {}).get("epochs")
+    try:
+        comparisons = [comparison_row(folder) for folder in compared_with]
+    except (OSError, ValueError, TypeError) as error:
+        fail(f"--compared-with: not a finished training run ({error})")
     dataset = _load_data(data, skip_bad)
     subset = None
     if limit is not None and limit < len(dataset["train"]):
@@ -123,6 +136,7 @@ def train(
         command=_reproduce_command(
             recipe, data, out, epochs or chosen.epochs, seed, class_weights=class_weights, skip_bad=skip_bad, limit=limit
         ),
+        comparisons=comparisons,
         data_description={"source": str(data), "skipped_bad": dataset.skipped, "train_limit": limit},
     )
     columns = (

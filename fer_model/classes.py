@@ -17,11 +17,3 @@ CSV_CODE_NAMES: dict[int, str] = {
     6: "neutral",
 }
 CSV_CODE_TO_INDEX: dict[int, int] = {code: CLASSES.index(name) for code, name in CSV_CODE_NAMES.items()}
-
-
-def class_index(name: str) -> int:
-    """Index of a class name (case-insensitive) in CLASSES; ValueError if unknown."""
-    try:
-        return CLASSES.index(name.strip().lower())
-    except ValueError:
-        raise ValueError(f"unknown class {name!r}; expected one of {', '.join(CLASSES)}") from None

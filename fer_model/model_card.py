@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fer_model.files import file_sha256
+from fer_model.files import file_sha256, write_atomically
 
 CARD_JSON = "card.json"
 CARD_MARKDOWN = "card.md"
@@ -32,13 +32,29 @@ class ModelCard:
     model_sha256: str = ""
     calibration: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    # Short runs of candidate recipes that chose this one: recipe, epochs, PublicTest accuracy and macro F1, hours.
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
 
 
 def write_card(folder: Path, card: ModelCard, model_path: Path) -> None:
     card.model_file = model_path.name
     card.model_sha256 = file_sha256(model_path)
-    (folder / CARD_JSON).write_text(json.dumps(asdict(card), indent=2) + "\n")
-    (folder / CARD_MARKDOWN).write_text(card_markdown(card))
+    write_atomically(folder / CARD_JSON, json.dumps(asdict(card), indent=2) + "\n")
+    write_atomically(folder / CARD_MARKDOWN, card_markdown(card))
+
+
+def comparison_row(folder: Path) -> dict[str, Any]:
+    """One row of a recipe comparison table, from a finished run's card."""
+    card = read_card(folder)
+    val = card.metrics.get("val", {})
+    return {
+        "recipe": card.recipe,
+        "epochs": card.training.get("epochs"),
+        "accuracy": val.get("accuracy", float("nan")),
+        "macro_f1": val.get("macro_f1", float("nan")),
+        "hours": card.training.get("hours", float("nan")),
+        "description": card.recipe_description,
+    }
 
 
 def read_card(folder: Path) -> ModelCard:
@@ -78,6 +94,34 @@ def card_markdown(card: ModelCard) -> str:
         ],
         "",
     ]
+    per_class = {split: m["per_class_f1"] for split, m in card.metrics.items() if "per_class_f1" in m}
+    if per_class:
+        classes = list(next(iter(per_class.values())))
+        lines += [
+            "| split | flip-averaged accuracy | flip-averaged macro F1 | " + " | ".join(f"F1 {c}" for c in classes) + " |",
+            "|---|---|---|" + "---|" * len(classes),
+            *[
+                f"| {_split_title(split)} | {card.metrics[split]['flip_tta_accuracy']:.4f} | "
+                f"{card.metrics[split]['flip_tta_macro_f1']:.4f} | " + " | ".join(f"{f1s[c]:.3f}" for c in classes) + " |"
+                for split, f1s in per_class.items()
+            ],
+            "",
+        ]
+    if card.comparisons:
+        lines += [
+            "## Recipe comparison",
+            "",
+            "Short runs of one-choice variants, each scored on PublicTest; the long run uses the best.",
+            "",
+            "| recipe | epochs | PublicTest accuracy | macro F1 | hours | what differs |",
+            "|---|---|---|---|---|---|",
+            *[
+                f"| `{row['recipe']}` | {row['epochs']} | {row['accuracy']:.4f} | {row['macro_f1']:.4f} | "
+                f"{row['hours']:.2f} | {row['description']} |"
+                for row in card.comparisons
+            ],
+            "",
+        ]
     if card.calibration:
         c = card.calibration
         lines += [

@@ -20,6 +20,7 @@ import csv
 import json
 import math
 import os
+import platform
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ import numpy as np
 from fer_model.calibration import calibration_summary, with_temperature
 from fer_model.classes import CLASSES
 from fer_model.data import Dataset, Split
-from fer_model.evaluation import predict_probabilities
+from fer_model.evaluation import flip_averaged_probabilities, predict_probabilities
 from fer_model.files import write_atomically
 from fer_model.metrics import compute_metrics
 from fer_model.model_card import ModelCard, write_card
@@ -72,6 +73,7 @@ class TrainingRun:
     class_weights: bool = False
     command: str = ""
     data_description: dict[str, Any] = field(default_factory=dict)
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
 
     def settings(self) -> dict[str, Any]:
         return {"recipe": self.recipe.name, "epochs": self.epochs, "seed": self.seed, "class_weights": self.class_weights}
@@ -319,13 +321,7 @@ def _finish(run: TrainingRun, dataset: Dataset, best_epoch: int, val_split: Spli
     model_path = run.out / "model.keras"
     save_atomically(model, model_path)
 
-    metrics: dict[str, Any] = {}
-    for split_name in ("val", "test"):
-        if dataset.has(split_name):
-            split = dataset[split_name]
-            probabilities = predict_probabilities(model, split.images)
-            full = compute_metrics(split.labels, probabilities, split_name)
-            metrics[split_name] = {k: full[k] for k in ("n", "accuracy", "macro_f1", "weighted_f1", "balanced_accuracy")}
+    metrics = card_metrics(model, dataset)
 
     recipe = run.recipe
     card = ModelCard(
@@ -348,15 +344,47 @@ def _finish(run: TrainingRun, dataset: Dataset, best_epoch: int, val_split: Spli
             "oversample_to": recipe.oversample_to,
             "label_smoothing": recipe.label_smoothing,
             "hours": round(sum(row["seconds"] for row in read_history(run.out / HISTORY_FILE)) / 3600, 2),
+            "machine": machine_description(),
             "backend": keras.backend.backend(),
             "keras_version": keras.__version__,
         },
         metrics=metrics,
         calibration=calibration,
         notes=[SELECTION_NOTE],
+        comparisons=run.comparisons,
     )
     write_card(run.out, card, model_path)
     return TrainingResult(model_path=model_path, card=card, epochs_run=run.epochs)
+
+
+def card_metrics(model: keras.Model, dataset: Dataset) -> dict[str, Any]:
+    """Per split: accuracy, F1 (macro, weighted, per class), balanced accuracy, as served and with flip averaging."""
+    metrics: dict[str, Any] = {}
+    for split_name in ("val", "test"):
+        if dataset.has(split_name) and len(dataset[split_name]):
+            split = dataset[split_name]
+            full = compute_metrics(split.labels, predict_probabilities(model, split.images), split_name)
+            flipped = compute_metrics(split.labels, flip_averaged_probabilities(model, split.images), split_name)
+            metrics[split_name] = {
+                **{k: full[k] for k in ("n", "accuracy", "macro_f1", "weighted_f1", "balanced_accuracy")},
+                "per_class_f1": {name: round(m["f1"], 4) for name, m in full["per_class"].items()},
+                "flip_tta_accuracy": flipped["accuracy"],
+                "flip_tta_macro_f1": flipped["macro_f1"],
+            }
+    return metrics
+
+
+def machine_description() -> str:
+    """The processor and core count training ran on, e.g. 'AMD EPYC 9R14, 2 cores'."""
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{model}, {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores"
 
 
 def save_atomically(model: keras.Model, path: Path) -> None:

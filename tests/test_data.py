@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from fer_model.classes import CLASSES, CSV_CODE_TO_INDEX, class_index
+from fer_model.classes import CLASSES, CSV_CODE_TO_INDEX
 from fer_model.data import DataError, load_fer2013, split_from_name
 from tests.conftest import face, write_csv, write_image_folders
 
@@ -18,12 +18,6 @@ def test_csv_codes_map_to_canonical_classes_by_name():
     expected = {0: "angry", 1: "disgust", 2: "fear", 3: "happy", 4: "sad", 5: "surprise", 6: "neutral"}
     assert {code: CLASSES[index] for code, index in CSV_CODE_TO_INDEX.items()} == expected
     assert CLASSES == ("angry", "disgust", "fear", "happy", "neutral", "sad", "surprise")
-
-
-def test_class_index_rejects_unknown_names():
-    assert class_index("Happy") == 3
-    with pytest.raises(ValueError, match="unknown class 'contempt'"):
-        class_index("contempt")
 
 
 @pytest.mark.parametrize(

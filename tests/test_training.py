@@ -202,3 +202,31 @@ def test_default_recipe_trains_and_serves_calibrated_probabilities(tiny_data, tm
     assert baked_temperature(model) == pytest.approx(card["calibration"]["temperature"])
     probabilities = predict_probabilities(model, np.zeros((3, 48, 48), dtype=np.uint8))
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_card_has_per_class_and_flip_averaged_metrics_machine_and_comparisons(tiny_data, tmp_path):
+    runner = CliRunner()
+    first = runner.invoke(fer, ["model", "train", "--data", str(tiny_data), "--out", str(tmp_path / "a"), "--epochs", "1"])
+    assert first.exit_code == 0, first.output
+    second = runner.invoke(fer, ["model", "train", "--data", str(tiny_data), "--out", str(tmp_path / "b"), "--epochs", "1",
+                                 "--compared-with", str(tmp_path / "a")])
+    assert second.exit_code == 0, second.output
+    card = json.loads((tmp_path / "b" / "card.json").read_text())
+    first_card = json.loads((tmp_path / "a" / "card.json").read_text())
+    assert card["comparisons"] == [{
+        "recipe": "seed", "epochs": 1, "accuracy": first_card["metrics"]["val"]["accuracy"],
+        "macro_f1": first_card["metrics"]["val"]["macro_f1"], "hours": first_card["training"]["hours"],
+        "description": first_card["recipe_description"],
+    }]
+    assert "--compared-with" not in card["command"]
+    val = card["metrics"]["val"]
+    assert list(val["per_class_f1"]) == list(CLASSES)
+    assert {"flip_tta_accuracy", "flip_tta_macro_f1"} <= set(val)
+    assert card["training"]["machine"].endswith(" cores")
+    markdown = (tmp_path / "b" / "card.md").read_text()
+    assert "## Recipe comparison" in markdown and "| `seed` | 1 |" in markdown
+    assert "F1 disgust" in markdown
+
+    missing = runner.invoke(fer, ["model", "train", "--data", str(tiny_data), "--out", str(tmp_path / "c"),
+                                  "--compared-with", str(tmp_path)])
+    assert missing.exit_code == 1 and "--compared-with: not a finished training run" in missing.output
