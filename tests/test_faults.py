@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,12 +32,49 @@ from db.models import Image as ImageRow
 from db.session import make_engine
 from tests.conftest import REPO_ROOT
 
-BROKER_URL = os.environ.get("FER_TEST_FAULT_BROKER_URL", "redis://127.0.0.1:6379/12")
-REDIS_START = (
-    "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save '' --appendonly no "
-    "--dir /var/lib/redis --logfile /var/log/redis/ci.log"
-)
 JOB_TIMEOUT = 240
+
+
+class PrivateRedis:
+    """A redis-server of these tests' own, on a free port, so stopping it touches nobody else's queue."""
+
+    def __init__(self, folder: Path):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.folder = folder
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.folder)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        _wait(self.is_up, 30, f"private redis-server on port {self.port} did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+        self.process = None
+
+    def is_up(self) -> bool:
+        try:
+            return bool(redis.Redis.from_url(self.url).ping())
+        except redis.ConnectionError:
+            return False
+
+
+@pytest.fixture(scope="module")
+def private_redis(tmp_path_factory) -> Iterator[PrivateRedis]:
+    if shutil.which("redis-server") is None:
+        pytest.fail("redis-server is required for the fault tests (apt-get install redis-server)")
+    server = PrivateRedis(tmp_path_factory.mktemp("redis"))
+    server.start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -48,28 +86,15 @@ def fault_archive(tmp_path_factory, photos_dir) -> Path:
 
 
 @pytest.fixture
-def broker(monkeypatch) -> Iterator[str]:
-    client = redis.Redis.from_url(BROKER_URL)
-    client.flushdb()
-    monkeypatch.setenv("FER_BROKER_URL", BROKER_URL)
-    yield BROKER_URL
-    _ensure_redis()
-    redis.Redis.from_url(BROKER_URL).flushdb()
-
-
-def _ensure_redis() -> None:
-    try:
-        redis.Redis.from_url(BROKER_URL).ping()
-    except redis.ConnectionError:
-        subprocess.run(REDIS_START, shell=True, check=True)
-        _wait(lambda: _redis_up(), 30, "Redis did not come back")
-
-
-def _redis_up() -> bool:
-    try:
-        return bool(redis.Redis.from_url(BROKER_URL).ping())
-    except redis.ConnectionError:
-        return False
+def broker(monkeypatch, private_redis) -> Iterator[str]:
+    if not private_redis.is_up():
+        private_redis.start()
+    redis.Redis.from_url(private_redis.url).flushdb()
+    monkeypatch.setenv("FER_BROKER_URL", private_redis.url)
+    yield private_redis.url
+    if not private_redis.is_up():
+        private_redis.start()
+    redis.Redis.from_url(private_redis.url).flushdb()
 
 
 def _wait(condition, timeout: float, message: str, poll: float = 0.3) -> None:
@@ -83,7 +108,7 @@ def _wait(condition, timeout: float, message: str, poll: float = 0.3) -> None:
 
 @contextmanager
 def worker(database: str, log: Path, *, concurrency: int = 1, pool: str = "solo", env: dict | None = None):
-    environment = {**os.environ, "FER_BROKER_URL": BROKER_URL, "FER_DATABASE_URL": database, "PYTHONUNBUFFERED": "1",
+    environment = {**os.environ, "FER_DATABASE_URL": database, "PYTHONUNBUFFERED": "1",
                    "FER_VISIBILITY_TIMEOUT": "10", **(env or {})}
     handle = open(log, "a")
     process = subprocess.Popen(
@@ -192,16 +217,15 @@ def test_sigkill_of_a_whole_worker_then_retry_completes_the_job(fault_archive, p
 
 
 def test_redis_restart_mid_job_workers_reconnect_and_retry_requeues_the_lost_queue(
-    fault_archive, postgres_url, broker, tmp_path
+    fault_archive, postgres_url, broker, private_redis, tmp_path
 ):
     database, log = _database_ready(postgres_url), tmp_path / "worker.log"
     with worker(database, log) as process:
         job = _submit(fault_archive, database)
         _wait_until_some_done(database, job)
-        subprocess.run(["redis-cli", "-p", "6379", "shutdown", "nosave"], capture_output=True)
-        _wait(lambda: not _redis_up(), 20, "Redis did not stop")
-        time.sleep(2)
-        _ensure_redis()
+        private_redis.stop()
+        _wait(lambda: not private_redis.is_up(), 20, "Redis did not stop")
+        private_redis.start()
         assert process.poll() is None, "the worker died with the broker:\n" + log.read_text()[-3000:]
         # Redis keeps nothing on disk here, so the queued chunks are gone: retry queues what is pending.
         retried = CliRunner().invoke(fer, ["retry", str(job), "--db", database])
@@ -239,12 +263,12 @@ def test_interrupted_submit_is_marked_and_retry_finishes_it(postgres_url, broker
     for number in range(1, 3000):
         os.link(folder / "0000.png", folder / f"{number:04d}.png")
     database = _database_ready(postgres_url)
-    environment = {**os.environ, "FER_BROKER_URL": BROKER_URL, "PYTHONUNBUFFERED": "1"}
+    environment = {**os.environ, "FER_BROKER_URL": broker, "PYTHONUNBUFFERED": "1"}
     submit = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "submit", str(folder), "--db", database, "--chunk-size", "1"],
         cwd=REPO_ROOT, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
-    queue = redis.Redis.from_url(BROKER_URL)
+    queue = redis.Redis.from_url(broker)
     _wait(lambda: queue.llen("celery") >= 20 or submit.poll() is not None, 120, "submit queued nothing")
     submit.send_signal(signal.SIGTERM)
     _, error = submit.communicate(timeout=60)
