@@ -392,21 +392,11 @@ def _process_here(engine, db_url: str | None, job_id: int, ids: list[int], optio
         _failed(engine, job_id, error, resume_command)
 
 
-def _reason(error: BaseException) -> str:
-    """One line saying why a run stopped."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    if isinstance(error, BrokenProcessPool):
-        return "a worker process died (killed, or out of memory)"
-    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
-    known = {"UnknownDetector", "ModelNotFound", "DatabaseError"}
-    return text if type(error).__name__ in known and text else f"{type(error).__name__}: {text}".rstrip(": ")
-
-
 def _failed(engine, job_id: int, error: BaseException, resume_command: str) -> None:
     from db.results import mark_job
+    from workers.tasks import failure_reason
 
-    reason = _reason(error)
+    reason = failure_reason(error)
     mark_job(engine, job_id, "failed", reason)
     fail(f"job {job_id} failed: {reason}. It keeps what was finished; fix the cause and finish it with "
          f"`{resume_command}` (it takes --detector, --model, --min-face)")

@@ -48,11 +48,14 @@ app.conf.update(
 )
 
 
+# Transient: lost connections and server restarts; IntegrityError when a re-queued chunk
+# races its lost twin (the retry finds the images done and does nothing).
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, IntegrityError)
+
+
 @app.task(
     name="fer.annotate_chunk",
-    # Transient: lost connections and server restarts; IntegrityError when a re-queued chunk
-    # races its lost twin (the retry finds the images done and does nothing).
-    autoretry_for=(OperationalError, InterfaceError, IntegrityError),
+    autoretry_for=TRANSIENT_ERRORS,
     retry_backoff=True,
     retry_backoff_max=60,
     max_retries=10,
@@ -64,7 +67,21 @@ def annotate_chunk(job_id: int, image_ids: list[int], options: dict, database_id
 
     url = database_url()
     check_database(engine_for(url), database_id)
-    return process_chunk(url, job_id, image_ids, options)
+    try:
+        return process_chunk(url, job_id, image_ids, options)
+    except TRANSIENT_ERRORS:
+        raise  # retried with backoff
+    except Exception as error:
+        _fail_job(url, job_id, error)
+        raise
+
+
+def _fail_job(url: str, job_id: int, error: Exception) -> None:
+    """A chunk that cannot run (a detector missing on this worker, a damaged model) ends its job as failed, with why."""
+    from db.results import mark_job
+    from workers.tasks import engine_for, failure_reason
+
+    mark_job(engine_for(url), job_id, "failed", failure_reason(error))
 
 
 def queue_chunks(job_id: int, image_ids: list[int], options: dict, database_id: str | None = None) -> None:

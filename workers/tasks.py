@@ -28,6 +28,21 @@ def path_policy(options: dict[str, Any]) -> PathPolicy:
     return PathPolicy(tuple(options.get("allowed_roots", [])), tuple(configured), bool(options.get("follow_symlinks")))
 
 
+def failure_reason(error: BaseException) -> str:
+    """Why a run stopped, in one line: the message of errors written for people, else the error's type and message."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from fer_model.registry import ModelNotFound
+    from workers.detection import UnknownDetector
+
+    if isinstance(error, BrokenProcessPool):
+        return "a worker process died (killed, or out of memory)"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if isinstance(error, (UnknownDetector, ModelNotFound)) and text:
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 def check_database(engine: Engine, expected: str | None) -> None:
     """Refuse a task queued for another database (a crossed deployment); tasks without an identity pass."""
     from db.results import database_identity
