@@ -127,6 +127,21 @@ def test_an_error_inside_a_run_ends_the_job_as_failed_in_one_line(two_photos, sq
     assert again.exit_code == 0 and json_report(again.output)["job"] == 2
 
 
+def test_a_chunk_a_worker_cannot_run_ends_its_job_as_failed(two_photos, sqlite_url, monkeypatch):
+    from workers.celery_app import annotate_chunk
+    from workers.detection import UnknownDetector
+
+    assert run("db", "upgrade", "--db", sqlite_url).exit_code == 0
+    engine = make_engine(sqlite_url)
+    options = {"model": "seed", "detector": "no-such-detector", "allowed_roots": [str(two_photos)]}
+    job = create_job(engine, [str(two_photos)], options, sorted(str(p) for p in two_photos.iterdir()))
+    monkeypatch.setenv("FER_DATABASE_URL", sqlite_url)
+    with pytest.raises(UnknownDetector):
+        annotate_chunk.run(job, image_ids(engine, job), options, database_id=database_identity(engine))
+    assert job_row(sqlite_url, job) == ("failed", "unknown detector 'no-such-detector'; available: haar, haar-alt2")
+    engine.dispose()
+
+
 def test_cancel_ends_a_queued_job_and_its_pending_images_are_not_processed(two_photos, sqlite_url):
     from workers.tasks import process_chunk
 
