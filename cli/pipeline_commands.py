@@ -19,7 +19,7 @@ from rich.text import Text
 
 from cli.db_commands import DB_HELP, existing_engine
 from cli.db_commands import upgraded_engine as _engine
-from cli.output import EXIT_INTERRUPTED, EXIT_NOT_STARTED, EXIT_PARTIAL, console, error_console, fail, plural
+from cli.output import EXIT_INTERRUPTED, EXIT_NOT_STARTED, EXIT_PARTIAL, console, fail, plural
 from workers.chunking import DEFAULT_CHUNK_SIZE, chunked
 from workers.detector_names import DEFAULT_DETECTOR, available_detectors
 

@@ -245,15 +245,6 @@ def database_identity(engine: Engine) -> str | None:
         return connection.scalar(select(DatabaseIdentity.id).order_by(DatabaseIdentity.created_at).limit(1))
 
 
-def failed_images(engine: Engine, job_id: int, limit: int | None = None) -> list[dict[str, str]]:
-    """The failed images of a job, by path: [{"path": ..., "error": ...}, ...] (the first ``limit``)."""
-    query = select(Image.path, Image.error).where(Image.job_id == job_id, Image.status == "failed").order_by(Image.path)
-    if limit is not None:
-        query = query.limit(limit)
-    with engine.connect() as connection:
-        return [{"path": row.path, "error": row.error or ""} for row in connection.execute(query)]
-
-
 def job_options(engine: Engine, job_id: int) -> dict[str, Any] | None:
     """The options a job was submitted with (model, detector, allowed roots, chunk size), or None: no such job."""
     with engine.connect() as connection:
