@@ -6,7 +6,8 @@ import click
 
 from cli.output import console, fail
 
-DB_HELP = "Database URL (default: $FER_DATABASE_URL, else a SQLite file in the user's data directory)."
+DB_HELP = ("Database URL, e.g. sqlite:////srv/fer/fer.db or postgresql+psycopg://user@dbhost/fer "
+           "(default: $FER_DATABASE_URL, else a SQLite file in the user's data directory).")
 
 
 @click.group()
@@ -18,10 +19,13 @@ def upgraded_engine(url: str | None):
     """An engine on an up-to-date schema; on failure, one clear line and exit 1."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from db.session import make_engine
+    from db.session import DatabaseError, make_engine
     from db.session import upgrade as run_upgrade
 
-    engine = make_engine(url)
+    try:
+        engine = make_engine(url)
+    except DatabaseError as error:
+        fail(str(error))
     try:
         run_upgrade(engine)
     except (SQLAlchemyError, OSError) as error:
@@ -31,6 +35,19 @@ def upgraded_engine(url: str | None):
             f"{type(error).__name__}: {first_line}"
         )
     return engine
+
+
+def existing_engine(url: str | None):
+    """Like upgraded_engine, for commands that only read: a SQLite file that does not exist is an error, not created."""
+    from db.session import DatabaseError, database_url, parse_database_url, sqlite_path
+
+    try:
+        path = sqlite_path(parse_database_url(database_url(url)))
+    except DatabaseError as error:
+        fail(str(error))
+    if path is not None and not path.is_file():
+        fail(f"no database at {path.resolve()}: annotate something first (`fer annotate PATH`) or give --db")
+    return upgraded_engine(url)
 
 
 @db.command()

@@ -6,17 +6,37 @@ import os
 
 import click
 
-# TensorFlow's C++ start-up chatter is noise for a command-line user.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# TensorFlow's C++ start-up chatter (and absl's) is noise for a command-line user; local worker
+# processes inherit these.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+os.environ.setdefault("GLOG_minloglevel", "3")
 
 from cli.db_commands import db  # noqa: E402
 from cli.model_commands import model  # noqa: E402
-from cli.pipeline_commands import annotate, export, report, retry, status, submit, worker  # noqa: E402
+from cli.pipeline_commands import annotate, cancel, export, report, retry, status, submit, worker  # noqa: E402
 from cli.query_commands import query  # noqa: E402
 from cli.schedule_commands import beat, schedule  # noqa: E402
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class FerGroup(click.Group):
+    """The command group; an unexpected exception ends as one line (FER_DEBUG=1 shows the traceback)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except Exception as error:  # noqa: BLE001 - the last line of defence of a command-line tool
+            if os.environ.get("FER_DEBUG"):
+                raise
+            from cli.output import fail
+
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            fail(f"unexpected {type(error).__name__}: {first} (FER_DEBUG=1 shows the traceback)")
+
+
+@click.group(cls=FerGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="fer-pipeline", prog_name="fer")
 def fer() -> None:
     """Annotate photo archives with facial emotions.
@@ -26,7 +46,7 @@ def fer() -> None:
     """
 
 
-for command in (annotate, submit, retry, worker, beat, status, report, export, query):
+for command in (annotate, submit, retry, cancel, worker, beat, status, report, export, query):
     fer.add_command(command)
 fer.add_command(db)
 fer.add_command(model)

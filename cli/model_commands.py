@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from rich.markup import escape
 
-from cli.output import console, fail
+from cli.output import console, fail, plural
 
 DATA_HELP = "FER2013 as image folders (<split>/<class>/<image>) or the original fer2013.csv."
 
@@ -23,6 +23,8 @@ def model() -> None:
 def _load_data(data: Path, skip_bad: bool):
     from fer_model.data import DataError, load_fer2013
 
+    if not data.exists():
+        fail(f"{data}: no such file or directory")  # nothing to skip: --skip-bad is no help here
     with console.status(f"Reading {escape(str(data))} ..."):
         try:
             dataset = load_fer2013(data, skip_bad=skip_bad)
@@ -169,7 +171,7 @@ def train(
 @click.option(
     "--split",
     type=click.Choice(["val", "test"]),
-    default="test",
+    default="val",
     show_default=True,
     help="val = PublicTest, test = PrivateTest (falls back to PublicTest when withheld, and says so).",
 )
@@ -198,7 +200,7 @@ def evaluate(model_name: str, data: Path, split: str, out: Path, skip_bad: bool)
     if result.note:
         console.print(f"[yellow]Note:[/] {escape(result.note)}")
     metrics = result.metrics
-    table = Table(title=f"{ref.name} on {metrics['split_title']} ({metrics['n']} faces)")
+    table = Table(title=f"{ref.name} on {metrics['split_title']} ({plural(metrics['n'], 'face')})")
     for column in ("class", "precision", "recall", "F1", "support"):
         table.add_column(column, justify="left" if column == "class" else "right")
     for name, m in metrics["per_class"].items():

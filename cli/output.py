@@ -15,6 +15,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+# Exit codes of every command (README, "Errors and exit codes").
+EXIT_OK = 0
+EXIT_ERROR = 1  # bad input or settings, an unreachable server, a run that failed: nothing or not all was done
+EXIT_USAGE = 2  # click's code for a wrong command line
+EXIT_PARTIAL = 23  # the run finished but some images failed (like rsync's partial transfer); the report lists them
+EXIT_NOT_STARTED = 75  # not started: another run over the same folders is still going (EX_TEMPFAIL)
+EXIT_INTERRUPTED = 130  # Ctrl-C or SIGTERM; `fer retry JOB` finishes the job
+
 console = Console(highlight=False)
 error_console = Console(stderr=True, highlight=False)
 
@@ -23,6 +31,11 @@ def fail(message: str, exit_code: int = 1) -> NoReturn:
     """Print a clear error (no traceback) and exit non-zero."""
     error_console.print(Text.assemble(("Error: ", "bold red"), message), soft_wrap=True)
     raise SystemExit(exit_code)
+
+
+def plural(count: int, word: str, plural_word: str | None = None) -> str:
+    """``1 image``, ``2 images``."""
+    return f"{count:,} {word if count == 1 else plural_word or word + 's'}"
 
 
 def echo_path(label: str, path: object) -> None:

@@ -17,10 +17,13 @@ def query(sql: str, output_format: str, db_url: str | None) -> None:
 
     The database enforces read-only (SQLite opened read-only, PostgreSQL in a READ ONLY
     transaction): a statement that would write is refused and changes nothing. The schema
-    and example queries are in docs/sql.md.
+    and example queries are in docs/sql.md. The view latest_annotations holds each file's latest
+    annotation per model version, so files annotated again (re-runs, retries) count once.
 
     \b
-        fer query "SELECT label, COUNT(*) AS faces FROM face_annotations GROUP BY label"
+        fer query "SELECT model, model_version, label, COUNT(*) AS faces FROM latest_annotations
+                   GROUP BY model, model_version, label"
+        fer query "SELECT path, error FROM images WHERE status = 'failed'" --format csv
     """
     from db.query import QueryError, QueryRefused, run_read_only_query
 

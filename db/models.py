@@ -14,7 +14,10 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from fer_model.classes import CLASSES
 
-JOB_STATUSES = ("pending", "running", "finished", "interrupted")
+# failed: the run stopped on an error (jobs.error says which); cancelled: `fer cancel` ended it.
+JOB_STATUSES = ("pending", "running", "finished", "interrupted", "failed", "cancelled")
+# A job in one of these is over: its pending images are not processed until `fer retry` reopens it.
+ENDED_STATUSES = ("failed", "cancelled")
 IMAGE_STATUSES = ("pending", "done", "failed")
 # Why an incremental run annotated an image: never seen under its path, or seen with another size or time.
 IMAGE_CHANGES = ("new", "changed")
@@ -51,6 +54,10 @@ class Job(Base):
     images_unchanged: Mapped[int] = mapped_column(default=0)
     images_missing: Mapped[int] = mapped_column(default=0)
     schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"))
+    # Why the job failed, was interrupted or cancelled (one line); null otherwise.
+    error: Mapped[str | None] = mapped_column(Text)
+    # Entries found while listing that are not image files to annotate (folders named *.jpg, links not followed, loops).
+    files_skipped: Mapped[int] = mapped_column(default=0)
 
     images: Mapped[list[Image]] = relationship(back_populates="job", cascade="all, delete-orphan")
 
@@ -100,6 +107,16 @@ class Image(Base):
 
     job: Mapped[Job] = relationship(back_populates="images")
     faces: Mapped[list[Face]] = relationship(back_populates="image", cascade="all, delete-orphan")
+
+
+class DatabaseIdentity(Base):
+    """One row: this database's identity, created by the migrations. Every task message carries it and
+    a worker connected to another database refuses the task."""
+
+    __tablename__ = "database_identity"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
 class Schedule(Base):
@@ -159,4 +176,24 @@ SELECT images.path AS path, images.job_id AS job_id, faces.face_index AS face_in
 FROM faces
 JOIN images ON images.id = faces.image_id
 JOIN models ON models.id = faces.model_id
+"""
+
+# The latest annotation of each file per model version: a file annotated by several runs
+# (incremental re-runs, retries, --reannotate) counts once.
+LATEST_ANNOTATIONS_VIEW = """
+CREATE VIEW latest_annotations AS
+SELECT images.path AS path, images.job_id AS job_id, images.id AS image_id, images.processed_at AS processed_at,
+       faces.face_index AS face_index,
+       faces.x AS x, faces.y AS y, faces.w AS w, faces.h AS h,
+       faces.label AS label, faces.confidence AS confidence,
+       faces.p_angry AS p_angry, faces.p_disgust AS p_disgust, faces.p_fear AS p_fear,
+       faces.p_happy AS p_happy, faces.p_neutral AS p_neutral, faces.p_sad AS p_sad,
+       faces.p_surprise AS p_surprise,
+       models.name AS model, models.version AS model_version
+FROM faces
+JOIN images ON images.id = faces.image_id
+JOIN models ON models.id = faces.model_id
+WHERE images.missing_at IS NULL
+  AND images.id = (SELECT MAX(latest.id) FROM images AS latest
+                   WHERE latest.path = images.path AND latest.model_id = faces.model_id AND latest.status = 'done')
 """

@@ -15,17 +15,26 @@ clear message before connecting.
 
 from __future__ import annotations
 
+import difflib
 import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 
-from db.session import database_url
+from db.session import DatabaseError, database_url, parse_database_url
 
 READ_KEYWORDS = ("SELECT", "WITH", "VALUES", "TABLE", "EXPLAIN", "SHOW", "PRAGMA")
+# Statements SQLite or PostgreSQL know that may write or change the session: refused as writes.
+WRITE_KEYWORDS = frozenset({
+    "INSERT", "UPDATE", "DELETE", "REPLACE", "UPSERT", "MERGE", "CREATE", "DROP", "ALTER", "TRUNCATE", "ATTACH",
+    "DETACH", "VACUUM", "REINDEX", "ANALYZE", "ANALYSE", "GRANT", "REVOKE", "COPY", "BEGIN", "START", "COMMIT",
+    "END", "ROLLBACK", "SAVEPOINT", "RELEASE", "SET", "RESET", "LOCK", "CALL", "DO", "COMMENT", "CLUSTER",
+    "REFRESH", "DISCARD", "LISTEN", "NOTIFY", "UNLISTEN", "PREPARE", "EXECUTE", "DEALLOCATE", "DECLARE", "FETCH",
+    "MOVE", "CLOSE", "CHECKPOINT", "LOAD", "SECURITY", "REASSIGN", "IMPORT", "ABORT",
+})
 
 # PRAGMAs that take an argument yet only read (schema introspection); any other PRAGMA may only be read.
 INTROSPECTION_PRAGMAS = frozenset(
@@ -54,7 +63,10 @@ class QueryResult:
 def run_read_only_query(sql: str, url: str | None = None) -> QueryResult:
     """Run ``sql`` (one statement) read-only against ``url`` (default: the configured database)."""
     _check_leading_keyword(sql)
-    resolved = make_url(database_url(url))
+    try:
+        resolved = parse_database_url(database_url(url))
+    except DatabaseError as error:
+        raise QueryError(str(error)) from None
     backend = resolved.get_backend_name()
     if backend == "sqlite":
         return _run_on_sqlite(sql, resolved)
@@ -69,6 +81,10 @@ def _check_leading_keyword(sql: str) -> None:
         raise QueryError("empty query")
     first = _FIRST_WORD.match(body)
     keyword = first.group(0).upper() if first else body.split(None, 1)[0]
+    if keyword not in READ_KEYWORDS and keyword not in WRITE_KEYWORDS:
+        close = difflib.get_close_matches(keyword, READ_KEYWORDS, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise QueryError(f"not valid SQL: a statement cannot start with {keyword}{hint}")
     if keyword not in READ_KEYWORDS:
         raise QueryRefused(
             f"fer query is read-only: it runs {', '.join(READ_KEYWORDS)} statements; this one starts with {keyword}"

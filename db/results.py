@@ -14,7 +14,7 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.models import Face, Image, Job, Model, as_utc, utcnow
+from db.models import ENDED_STATUSES, DatabaseIdentity, Face, Image, Job, Model, as_utc, utcnow
 from fer_model.classes import CLASSES
 
 if TYPE_CHECKING:
@@ -54,10 +54,13 @@ def image_ids(engine: Engine, job_id: int, status: str | None = "pending") -> li
 
 
 def pending_paths(engine: Engine, job_id: int, ids: Sequence[int]) -> list[tuple[int, str]]:
-    """The (id, path) of those images of the chunk that still need work; done ones are skipped."""
+    """The (id, path) of those images of the chunk that still need work; done ones, and those of a job that
+    failed or was cancelled, are skipped."""
     query = (
         select(Image.id, Image.path)
+        .join(Job, Job.id == Image.job_id)
         .where(Image.job_id == job_id, Image.id.in_(list(ids)), Image.status == "pending")
+        .where(Job.status.not_in(ENDED_STATUSES))
         .order_by(Image.id)
     )
     with engine.connect() as connection:
@@ -188,18 +191,58 @@ def finish_job_if_complete(engine: Engine, job_id: int) -> bool:
             "faces_found": faces,
         }
         complete = counts.get("pending", 0) == 0
-        if complete:
-            values["status"] = "finished"
         connection.execute(update(Job).where(Job.id == job_id).values(**values))
-        if complete:
+        if complete:  # a failed or cancelled job keeps its status and reason
+            connection.execute(
+                update(Job).where(Job.id == job_id, Job.status.not_in(ENDED_STATUSES)).values(status="finished", error=None)
+            )
             connection.execute(update(Job).where(Job.id == job_id, Job.finished_at.is_(None)).values(finished_at=utcnow()))
         return complete
 
 
-def mark_job(engine: Engine, job_id: int, status: str) -> None:
-    """Set a job's status (e.g. 'interrupted' when its submission was cut short)."""
+def mark_job(engine: Engine, job_id: int, status: str, error: str | None = None) -> None:
+    """Set a job's status and its reason (e.g. 'interrupted' when its submission was cut short, 'failed' with why)."""
+    values: dict[str, Any] = {"status": status, "error": error}
+    if status in ENDED_STATUSES:
+        values["finished_at"] = utcnow()
     with engine.begin() as connection:
-        connection.execute(update(Job).where(Job.id == job_id).values(status=status))
+        connection.execute(update(Job).where(Job.id == job_id).values(**values))
+
+
+def set_files_skipped(engine: Engine, job_id: int, count: int) -> None:
+    """Record how many listed entries were not image files to annotate (folders named *.jpg, links, loops)."""
+    with engine.begin() as connection:
+        connection.execute(update(Job).where(Job.id == job_id).values(files_skipped=count))
+
+
+def cancel_job(engine: Engine, job_id: int) -> str | None:
+    """End a job that is pending, running or interrupted: its pending images will not be processed.
+
+    Returns the status the job had (None: no such job). A finished job is left as it is.
+    """
+    with engine.begin() as connection:
+        status = connection.scalar(select(Job.status).where(Job.id == job_id))
+        if status in ("pending", "running", "interrupted", "failed"):
+            connection.execute(
+                update(Job).where(Job.id == job_id)
+                .values(status="cancelled", error="cancelled with `fer cancel`", finished_at=utcnow())
+            )
+    return status
+
+
+def update_job_options(engine: Engine, job_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+    """Change some of a job's options (e.g. the detector that made it fail); returns the new options."""
+    with engine.begin() as connection:
+        options = dict(connection.scalar(select(Job.options).where(Job.id == job_id)) or {})
+        options.update(changes)
+        connection.execute(update(Job).where(Job.id == job_id).values(options=options))
+    return options
+
+
+def database_identity(engine: Engine) -> str | None:
+    """This database's identity (created by the migrations), or None on a database without one."""
+    with engine.connect() as connection:
+        return connection.scalar(select(DatabaseIdentity.id).order_by(DatabaseIdentity.created_at).limit(1))
 
 
 def job_options(engine: Engine, job_id: int) -> dict[str, Any] | None:
@@ -227,7 +270,7 @@ def reopen_job(engine: Engine, job_id: int, include_failed: bool) -> list[int]:
             select(Image.id).where(Image.job_id == job_id, Image.status == "pending").order_by(Image.id)
         ))
         if ids:
-            connection.execute(update(Job).where(Job.id == job_id).values(status="pending", finished_at=None))
+            connection.execute(update(Job).where(Job.id == job_id).values(status="pending", finished_at=None, error=None))
     finish_job_if_complete(engine, job_id)
     return ids
 
@@ -258,6 +301,9 @@ def job_summary(engine: Engine, job_id: int) -> dict[str, Any] | None:
             )
         ).all()
         changes = _changes(connection, [job_id], job.images_unchanged, job.images_missing)
+        failed = [{"path": row.path, "error": row.error or ""} for row in connection.execute(
+            select(Image.path, Image.error).where(Image.job_id == job_id, Image.status == "failed").order_by(Image.path)
+        )]
     done = statuses.get("done", 0)
     model = {"name": models[0].name, "version": models[0].version} if len(models) == 1 else None
     return {
@@ -276,6 +322,9 @@ def job_summary(engine: Engine, job_id: int) -> dict[str, Any] | None:
         "models": [{"name": m.name, "version": m.version} for m in models],
         "incremental": bool(job.options.get("incremental")),
         "changes": changes,
+        "error": job.error,
+        "files_skipped": int(job.files_skipped or 0),
+        "failed_files": failed,
     }
 
 
@@ -356,3 +405,54 @@ def breakdown(engine: Engine, job_id: int, by: str) -> list[dict[str, Any]]:
                 group["faces"] += 1
                 group[label] += 1
     return [groups[key] for key in sorted(groups)]
+
+
+def _latest_done_ids():
+    """The latest done row of each file per model version (the rows the whole-archive view counts)."""
+    return (
+        select(func.max(Image.id))
+        .where(Image.status == "done", Image.model_id.is_not(None))
+        .group_by(Image.path, Image.model_id)
+    )
+
+
+def archive_summary(engine: Engine) -> dict[str, Any]:
+    """The whole archive: every file's latest annotation per model version (files since gone left out),
+    with images, faces and emotions per model version and the date of the last run."""
+    with engine.connect() as connection:
+        latest = connection.execute(select(Job.id, Job.created_at).order_by(Job.id.desc()).limit(1)).first()
+        current = Image.id.in_(_latest_done_ids()) & Image.missing_at.is_(None)
+        images = dict(connection.execute(
+            select(Image.model_id, func.count()).where(current).group_by(Image.model_id)
+        ).all())
+        with_faces = dict(connection.execute(
+            select(Image.model_id, func.count(func.distinct(Face.image_id)))
+            .join(Face, (Face.image_id == Image.id) & (Face.model_id == Image.model_id))
+            .where(current).group_by(Image.model_id)
+        ).all())
+        labels = connection.execute(
+            select(Image.model_id, Face.label, func.count())
+            .join(Face, (Face.image_id == Image.id) & (Face.model_id == Image.model_id))
+            .where(current).group_by(Image.model_id, Face.label)
+        ).all()
+        names = {row.id: row for row in connection.execute(select(Model.id, Model.name, Model.version))}
+    models: dict[int, dict[str, Any]] = {}
+    for model_id, count in sorted(images.items()):
+        models[model_id] = {"name": names[model_id].name, "version": names[model_id].version, "images": int(count),
+                            "images_with_faces": int(with_faces.get(model_id, 0)), "faces": 0,
+                            "emotions": {name: 0 for name in CLASSES}}
+    emotions = {name: 0 for name in CLASSES}
+    for model_id, label, count in labels:
+        models[model_id]["faces"] += count
+        models[model_id]["emotions"][label] += count
+        emotions[label] += count
+    total = sum(images.values())
+    return {
+        "archive": True,
+        "latest_job": latest.id if latest else None,
+        "last_run": as_utc(latest.created_at).isoformat() if latest else None,
+        "images": {"total": int(total), "done": int(total), "failed": 0, "pending": 0},
+        "faces": sum(emotions.values()),
+        "emotions": emotions,
+        "models": list(models.values()),
+    }

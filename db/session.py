@@ -7,6 +7,7 @@ The default database is a SQLite file in the user's data directory; `FER_DATABAS
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from alembic import command
@@ -14,7 +15,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -32,16 +34,62 @@ def database_url(explicit: str | None = None) -> str:
     return explicit or os.environ.get("FER_DATABASE_URL") or default_database_url()
 
 
+EXAMPLE_URLS = "e.g. sqlite:////srv/fer/fer.db (a file) or postgresql+psycopg://user@dbhost/fer"
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+
+def _masked_text(text: str) -> str:
+    """A URL as typed, with any password replaced (for URLs too broken to parse)."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", text)
+
+
+def parse_database_url(url: str) -> URL:
+    """The URL, checked: a SQLite or PostgreSQL URL whose driver is installed. DatabaseError says what is wrong."""
+    text = url.strip()
+    if "://" not in text:
+        hint = f"sqlite:///{os.path.abspath(os.path.expanduser(text))}" if text else "sqlite:////srv/fer/fer.db"
+        raise DatabaseError(f"database URL {_masked_text(text)!r} is not a URL: for a SQLite file write {hint} "
+                            f"({EXAMPLE_URLS})")
+    try:
+        resolved = make_url(text)
+    except (ArgumentError, ValueError):
+        raise DatabaseError(f"database URL {_masked_text(text)!r} is not a valid URL ({EXAMPLE_URLS})") from None
+    shown = resolved.render_as_string(hide_password=True)
+    try:
+        dialect = resolved.get_dialect()
+    except NoSuchModuleError:
+        raise DatabaseError(f"database URL {shown!r}: unknown kind of database {resolved.drivername!r}; "
+                            f"fer-pipeline stores results in SQLite or PostgreSQL ({EXAMPLE_URLS})") from None
+    if resolved.get_backend_name() not in SUPPORTED_BACKENDS:
+        raise DatabaseError(f"database URL {shown!r}: {resolved.get_backend_name()} is not supported; "
+                            f"fer-pipeline stores results in SQLite or PostgreSQL ({EXAMPLE_URLS})")
+    if resolved.drivername == "postgresql":
+        resolved = resolved.set(drivername="postgresql+psycopg")
+        dialect = resolved.get_dialect()
+    try:
+        dialect.import_dbapi()
+    except ImportError as error:
+        raise DatabaseError(f"database URL {shown!r}: its driver ({error.name or error}) is not installed; "
+                            f"the installed ones are sqlite and postgresql+psycopg ({EXAMPLE_URLS})") from None
+    return resolved
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file of a SQLite URL (None for other databases and in-memory SQLite)."""
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    return Path(url.database).expanduser()
+
+
 def make_engine(url: str | None = None) -> Engine:
-    resolved = make_url(database_url(url))
+    """An engine on the database (not yet connected); DatabaseError when the URL is wrong."""
+    resolved = parse_database_url(database_url(url))
     if resolved.get_backend_name() == "sqlite":
         if resolved.database and resolved.database != ":memory:":
             Path(resolved.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(resolved, connect_args={"timeout": 60})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    if resolved.drivername == "postgresql":
-        resolved = resolved.set(drivername="postgresql+psycopg")
     return create_engine(resolved, pool_pre_ping=True)
 
 

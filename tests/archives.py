@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import fer
+from cli.output import EXIT_PARTIAL
 
 # A folder and a file name that are markup if a report forgets to escape them.
 MARKUP_FOLDER = "<script>evil() & co"
@@ -79,7 +80,7 @@ def _with_exif_date(source: Path, target: Path, taken: dt.datetime) -> None:
 def annotate(archive: Path, url: str) -> dict:
     """Annotate ``archive`` into the database at ``url`` with `fer annotate`; return its JSON report."""
     result = CliRunner().invoke(fer, ["annotate", str(archive), "--db", url, "--format", "json", "--processes", "1"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == EXIT_PARTIAL, result.output  # the two files that fail
     report = json.loads(result.output[result.output.index("{"):])
     assert report["images"]["total"] == IMAGES_IN_ARCHIVE and report["images"]["failed"] == FAILED_IN_ARCHIVE
     return report

@@ -76,7 +76,7 @@ def test_evaluate_on_withheld_private_test_falls_back_and_says_so(trained_run, t
         file.unlink()
     out = tmp_path / "eval"
     result = CliRunner().invoke(
-        fer, ["model", "evaluate", "--model", str(trained_run / "run"), "--data", str(data), "--out", str(out)]
+        fer, ["model", "evaluate", "--model", str(trained_run / "run"), "--data", str(data), "--split", "test", "--out", str(out)]
     )
     assert result.exit_code == 0, result.output
     assert "PrivateTest" in result.output and "absent" in result.output

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select, update
 
 from cli.main import fer
+from cli.output import EXIT_NOT_STARTED
 from db.incremental import FileState, plan_run
 from db.models import Face, Image, Job
 from db.session import make_engine, upgrade
@@ -133,7 +134,9 @@ def test_a_run_over_folders_still_being_annotated_does_not_start_a_second_copy(f
     with engine.begin() as connection:
         connection.execute(update(Job).where(Job.id == first["job"]).values(status="running"))
     result = CliRunner().invoke(fer, ["annotate", str(folder), "--db", database, "--processes", "1"])
-    assert result.exit_code == 0 and f"job {first['job']} over the same folders is still running" in result.output
+    assert result.exit_code == EXIT_NOT_STARTED, result.output
+    assert f"not started: job {first['job']} over the same folders is still running" in result.output
+    assert f"`fer cancel {first['job']}`" in result.output.replace("\n", " ")
     with engine.connect() as connection:
         assert connection.scalar(select(func.count(Job.id))) == 1
     # A job with no progress for longer than FER_STALE_RUN_HOURS is taken as dead.

@@ -115,6 +115,13 @@ def check_emotion_share(result: QueryResult, facts: Facts) -> None:
         assert _number(row["mean_confidence"]) == pytest.approx(sum(confidences) / len(confidences), abs=0.0006)
 
 
+def check_whole_archive_emotions(result: QueryResult, facts: Facts) -> None:
+    assert result.columns == ["model", "model_version", "label", "faces"]
+    rows = _dicts(result)
+    assert {row["label"]: row["faces"] for row in rows} == dict(Counter(face.Face.label for face in facts.faces))
+    assert {(row["model"], row["model_version"]) for row in rows} == {(m.Model.name, m.Model.version) for m in facts.models}
+
+
 def check_happiest_folders(result: QueryResult, facts: Facts) -> None:
     labels_by_folder: dict[str, list[str]] = defaultdict(list)
     for face in facts.faces:
@@ -206,6 +213,7 @@ def check_slowest(result: QueryResult, facts: Facts) -> None:
 CHECKS: dict[str, Callable[[QueryResult, Facts], None]] = {
     "Jobs, newest first": check_jobs,
     "Share of each emotion": check_emotion_share,
+    "Emotions over the whole archive, each file once": check_whole_archive_emotions,
     "Happiest folders": check_happiest_folders,
     "Photos with more than one face": check_photos_with_several_faces,
     "Share of each emotion per month": check_emotion_share_per_month,
@@ -261,10 +269,10 @@ def test_documented_schema_is_the_schema(database):
     stale = {name: sorted(set(columns) - set(actual.get(name, []))) for name, columns in documented.items()}
     assert not any(undocumented.values()), f"describe these in docs/sql.md: { {k: v for k, v in undocumented.items() if v} }"
     assert not any(stale.values()), f"docs/sql.md describes what is not in the schema: { {k: v for k, v in stale.items() if v} }"
-    assert set(documented) - {"face_annotations"} == set(Base.metadata.tables)
+    assert set(documented) - {"face_annotations", "latest_annotations"} == set(Base.metadata.tables)
 
 
 def test_probability_columns_are_documented_for_every_class():
     documented = documented_columns()
-    for table in ("faces", "face_annotations"):
+    for table in ("faces", "face_annotations", "latest_annotations"):
         assert [f"p_{name}" for name in CLASSES] == [c for c in documented[table] if c.startswith("p_")]

@@ -86,24 +86,55 @@ def read_for_detection(path: str | os.PathLike, min_face: int = MIN_FACE_SIZE) -
 
 def is_allowed(path: str, allowed_roots: Sequence[str]) -> bool:
     """True when the file, with every symlink resolved, lies below one of the allowed roots."""
-    real = os.path.realpath(path)
-    for root in allowed_roots:
-        root_real = os.path.realpath(root)
-        if real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep):
-            return True
-    return False
+    return _below(os.path.realpath(path), [os.path.realpath(root) for root in allowed_roots])
+
+
+def _below(path: str, roots: Sequence[str]) -> bool:
+    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+
+
+@dataclass(frozen=True)
+class PathPolicy:
+    """Which files a worker may read.
+
+    By default a file, every symbolic link resolved, must lie below the job's roots, and below
+    the worker's FER_ALLOWED_ROOTS when it sets them. With ``follow_symlinks`` the file's own
+    path must lie below the job's roots and a link may point anywhere FER_ALLOWED_ROOTS allows
+    (anywhere, when the worker sets none), as `find -L` and `rsync -L` follow links.
+    """
+
+    job_roots: tuple[str, ...]
+    worker_roots: tuple[str, ...] = ()
+    follow_symlinks: bool = False
+
+    def refusal(self, path: str) -> str | None:
+        """Why ``path`` may not be read (one line), or None when it may."""
+        real = os.path.realpath(path)
+        worker_ok = not self.worker_roots or is_allowed(path, self.worker_roots)
+        if self.follow_symlinks:
+            if not _below(os.path.abspath(path), [os.path.abspath(root) for root in self.job_roots]):
+                return "refused: path is outside the job's folders"
+            if not worker_ok:
+                return f"refused: symbolic link to {real}, outside the worker's FER_ALLOWED_ROOTS"
+            return None
+        if is_allowed(path, self.job_roots) and worker_ok:
+            return None
+        if real != os.path.abspath(path):
+            return (f"refused: symbolic link to {real}, outside the allowed roots (links are not followed out of the "
+                    f"folders given; pass --follow-symlinks to follow them, within the worker's FER_ALLOWED_ROOTS)")
+        return "refused: path is outside the allowed roots"
 
 
 def annotate_images(
     items: Sequence[tuple[int, str]],
     detector: FaceDetector,
     classifier: EmotionClassifier,
-    allowed_roots: Sequence[Sequence[str]],
+    policy: PathPolicy,
     seconds: StageSeconds | None = None,
     min_face: int = MIN_FACE_SIZE,
     digests: dict[int, str] | None = None,
 ) -> list[ImageResult]:
-    """Annotate the chunk's images; a path must lie below a root of every list in ``allowed_roots``.
+    """Annotate the chunk's images; ``policy`` says which paths may be read.
 
     All faces of the chunk are classified in one batched model call. ``digests`` holds
     content hashes already computed, by image id.
@@ -115,7 +146,7 @@ def annotate_images(
     owners: list[FaceResult] = []
     for image_id, path in items:
         started = time.perf_counter()
-        result = _detect_one(image_id, path, detector, allowed_roots, crops, owners, seconds, min_face, digests.get(image_id))
+        result = _detect_one(image_id, path, detector, policy, crops, owners, seconds, min_face, digests.get(image_id))
         result.duration_ms = (time.perf_counter() - started) * 1000
         results.append(result)
     started = time.perf_counter()
@@ -133,15 +164,16 @@ def _detect_one(
     image_id: int,
     path: str,
     detector: FaceDetector,
-    allowed_roots: Sequence[Sequence[str]],
+    policy: PathPolicy,
     crops: list[np.ndarray],
     owners: list[FaceResult],
     seconds: StageSeconds,
     min_face: int,
     digest: str | None = None,
 ) -> ImageResult:
-    if not all(is_allowed(path, roots) for roots in allowed_roots):
-        return ImageResult(image_id, "failed", error="refused: path is outside the allowed roots")
+    refusal = policy.refusal(path)
+    if refusal is not None:
+        return ImageResult(image_id, "failed", error=refusal)
     try:
         stat = os.stat(path)
         with seconds.timing("hash"):

@@ -48,35 +48,61 @@ app.conf.update(
 )
 
 
+# Transient: lost connections and server restarts; IntegrityError when a re-queued chunk
+# races its lost twin (the retry finds the images done and does nothing).
+TRANSIENT_ERRORS = (OperationalError, InterfaceError, IntegrityError)
+
+
 @app.task(
     name="fer.annotate_chunk",
-    # Transient: lost connections and server restarts; IntegrityError when a re-queued chunk
-    # races its lost twin (the retry finds the images done and does nothing).
-    autoretry_for=(OperationalError, InterfaceError, IntegrityError),
+    autoretry_for=TRANSIENT_ERRORS,
     retry_backoff=True,
     retry_backoff_max=60,
     max_retries=10,
 )
-def annotate_chunk(job_id: int, image_ids: list[int], options: dict) -> dict:
-    from workers.tasks import process_chunk
+def annotate_chunk(job_id: int, image_ids: list[int], options: dict, database_id: str | None = None) -> dict:
+    """Annotate a chunk. ``database_id`` is the identity of the database the job was recorded in: a worker
+    connected to another database refuses the task (logged as an error, not retried, nothing written)."""
+    from workers.tasks import check_database, engine_for, process_chunk
 
-    return process_chunk(database_url(), job_id, image_ids, options)
+    url = database_url()
+    check_database(engine_for(url), database_id)
+    try:
+        return process_chunk(url, job_id, image_ids, options)
+    except TRANSIENT_ERRORS:
+        raise  # retried with backoff
+    except Exception as error:
+        _fail_job(url, job_id, error)
+        raise
 
 
-def queue_chunks(job_id: int, image_ids: list[int], options: dict) -> None:
-    """Queue a job's images as chunk tasks of ``options['chunk_size']`` images."""
+def _fail_job(url: str, job_id: int, error: Exception) -> None:
+    """A chunk that cannot run (a detector missing on this worker, a damaged model) ends its job as failed, with why."""
+    from db.results import mark_job
+    from workers.tasks import engine_for, failure_reason
+
+    mark_job(engine_for(url), job_id, "failed", failure_reason(error))
+
+
+def queue_chunks(job_id: int, image_ids: list[int], options: dict, database_id: str | None = None) -> None:
+    """Queue a job's images as chunk tasks of ``options['chunk_size']`` images, for the database ``database_id``."""
     from workers.chunking import DEFAULT_CHUNK_SIZE, chunked
 
     # An explicit connection follows the broker URL read now, not one cached by an earlier call in this process.
     with app.connection_for_write() as connection:
         for chunk in chunked(image_ids, int(options.get("chunk_size", DEFAULT_CHUNK_SIZE))):
-            annotate_chunk.apply_async(args=[job_id, chunk, options], connection=connection)
+            annotate_chunk.apply_async(args=[job_id, chunk, options], kwargs={"database_id": database_id},
+                                       connection=connection)
 
 
 @app.task(name="fer.run_schedules", autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, max_retries=5)
 def run_schedules() -> list:
     """Start the incremental runs whose schedule is due; their chunks go to the queue like a `fer submit`."""
+    from functools import partial
+
+    from db.results import database_identity
     from workers.scheduling import start_due_runs
     from workers.tasks import engine_for
 
-    return start_due_runs(engine_for(database_url()), queue_chunks)
+    engine = engine_for(database_url())
+    return start_due_runs(engine, partial(queue_chunks, database_id=database_identity(engine)))

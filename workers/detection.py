@@ -17,6 +17,8 @@ from typing import Protocol
 import cv2
 import numpy as np
 
+from workers.detector_names import DEFAULT_DETECTOR, detector_problem
+
 
 @dataclass(frozen=True)
 class Detection:
@@ -119,14 +121,12 @@ DETECTOR_FACTORIES = {
     "haar-alt2": lambda: HaarDetector("haar-alt2", "haarcascade_frontalface_alt2.xml", min_neighbors=3),
     "mtcnn": MtcnnDetector,
 }
-DEFAULT_DETECTOR = "haar"
 
 
 @cache
 def get_detector(name: str = DEFAULT_DETECTOR) -> FaceDetector:
     """One detector per name per process (workers build it after fork, on first use)."""
-    try:
-        factory = DETECTOR_FACTORIES[name]
-    except KeyError:
-        raise UnknownDetector(f"unknown detector {name!r}; available: {', '.join(DETECTOR_FACTORIES)}") from None
-    return factory()
+    problem = detector_problem(name)
+    if problem is not None:
+        raise UnknownDetector(problem)
+    return DETECTOR_FACTORIES[name]()

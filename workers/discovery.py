@@ -19,9 +19,22 @@ def parse_extensions(text: str) -> tuple[str, ...]:
     return extensions
 
 
-def find_images(paths: Sequence[str], *, recursive: bool = True, extensions: Iterable[str] = DEFAULT_EXTENSIONS) -> Iterator[str]:
-    """Absolute paths of image files, each once, in a stable order. Symlinked folders are not followed."""
+def find_images(
+    paths: Sequence[str],
+    *,
+    recursive: bool = True,
+    extensions: Iterable[str] = DEFAULT_EXTENSIONS,
+    follow_symlinks: bool = False,
+    skipped: list[tuple[str, str]] | None = None,
+) -> Iterator[str]:
+    """Absolute paths of image files, each once, in a stable order.
+
+    Symlinked folders are followed only with ``follow_symlinks`` (never round a loop). Entries
+    that are not image files to annotate (links to folders not followed, link loops, folders or
+    broken links named like images) are appended to ``skipped`` as (path, reason).
+    """
     suffixes = tuple("." + e.lower() for e in extensions)
+    skipped = skipped if skipped is not None else []
     seen: set[str] = set()
     for given in paths:
         if not os.path.lexists(given):
@@ -30,7 +43,7 @@ def find_images(paths: Sequence[str], *, recursive: bool = True, extensions: Ite
         if os.path.isfile(root):
             candidates: Iterable[str] = [root]
         elif os.path.isdir(root):
-            candidates = _walk(root, recursive)
+            candidates = _walk(root, recursive, suffixes, follow_symlinks, skipped)
         else:
             raise DiscoveryError(f"{given}: not a file or folder")
         for path in candidates:
@@ -39,14 +52,51 @@ def find_images(paths: Sequence[str], *, recursive: bool = True, extensions: Ite
                 yield path
 
 
-def _walk(root: str, recursive: bool) -> Iterator[str]:
-    if not recursive:
-        with os.scandir(root) as entries:
-            yield from sorted(entry.path for entry in entries if entry.is_file())
-        return
-    for folder, subfolders, files in os.walk(root, followlinks=False):
+LINK_NOT_FOLLOWED = "symbolic link to a folder, not followed (--follow-symlinks follows it)"
+LINK_LOOP = "symbolic link loop (a link to a folder that holds it)"
+LINK_ALREADY_LISTED = "symbolic link to a folder already listed"
+FOLDER_NAMED_LIKE_IMAGE = "a folder, not an image file"
+BROKEN_LINK = "broken symbolic link"
+
+
+def _walk(
+    root: str, recursive: bool, suffixes: tuple[str, ...], follow_symlinks: bool, skipped: list[tuple[str, str]]
+) -> Iterator[str]:
+    visited: set[str] = set()
+    for folder, subfolders, files in os.walk(root, followlinks=follow_symlinks):
+        visited.add(os.path.realpath(folder))
         subfolders.sort()
+        kept = []
+        for name in subfolders:
+            path = os.path.join(folder, name)
+            reason = _skipped_folder(path, suffixes, follow_symlinks, visited)
+            if reason is not None and (recursive or reason == FOLDER_NAMED_LIKE_IMAGE):
+                skipped.append((path, reason))
+            elif recursive and (follow_symlinks or not os.path.islink(path)):
+                kept.append(name)
+        subfolders[:] = kept
         for name in sorted(files):
             path = os.path.join(folder, name)
             if os.path.isfile(path):
                 yield path
+            elif path.lower().endswith(suffixes):
+                skipped.append((path, BROKEN_LINK if os.path.islink(path) else "not a regular file"))
+        if not recursive:
+            return
+
+
+def _skipped_folder(path: str, suffixes: tuple[str, ...], follow_symlinks: bool, visited: set[str]) -> str | None:
+    """Why a sub-folder is not walked (None: it is, or it is simply not descended into with --no-recursive)."""
+    if os.path.islink(path):
+        real = os.path.realpath(path)
+        if (os.path.realpath(os.path.dirname(path)) + os.sep).startswith(real.rstrip(os.sep) + os.sep):
+            return LINK_LOOP
+        if real in visited:
+            return LINK_ALREADY_LISTED
+        if not follow_symlinks:
+            return LINK_NOT_FOLLOWED
+        visited.add(real)
+        return None
+    if path.lower().endswith(suffixes):
+        return FOLDER_NAMED_LIKE_IMAGE
+    return None

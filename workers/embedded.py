@@ -19,7 +19,8 @@ def run_locally(
     processes: int,
     on_chunk_done: Callable[[int], None] | None = None,
 ) -> StageSeconds:
-    """Process every chunk; `on_chunk_done(images)` after each. Errors in a chunk propagate.
+    """Process every chunk; `on_chunk_done(images)` after each. An error in a chunk (or a crashed process)
+    cancels the chunks not started yet and propagates.
 
     Returns the seconds spent per stage, summed over all processes.
     """
@@ -32,7 +33,8 @@ def run_locally(
         return seconds
     # spawn: a fresh interpreter per worker, so TensorFlow never sees a forked state.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=processes, mp_context=context) as pool:
+    pool = ProcessPoolExecutor(max_workers=processes, mp_context=context)
+    try:
         futures = {pool.submit(process_chunk, database_url, job_id, chunk, options): len(chunk) for chunk in chunks}
         pending = set(futures)
         while pending:
@@ -41,4 +43,8 @@ def run_locally(
                 seconds.add(future.result()["seconds"])
                 if on_chunk_done:
                     on_chunk_done(futures[future])
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
     return seconds

@@ -13,18 +13,48 @@ from db.results import annotated_content, ensure_model, mark_running, pending_pa
 from db.session import make_engine
 from fer_model.classes import CLASSES
 from fer_model.files import file_sha256
-from workers.annotate import MIN_FACE_SIZE, FaceResult, ImageResult, StageSeconds, annotate_images, is_allowed
+from workers.annotate import MIN_FACE_SIZE, FaceResult, ImageResult, PathPolicy, StageSeconds, annotate_images
 from workers.classifier import get_classifier, model_identity
 from workers.detection import DEFAULT_DETECTOR, get_detector
 
 
-def allowed_roots(options: dict[str, Any]) -> list[list[str]]:
-    """Root lists a path must satisfy: the job's own roots, and the worker's FER_ALLOWED_ROOTS when set."""
-    rules = [list(options.get("allowed_roots", []))]
+class WrongDatabase(Exception):
+    """The task was queued for another database than the one this worker writes to."""
+
+
+def path_policy(options: dict[str, Any]) -> PathPolicy:
+    """The job's roots and link option, and the worker's FER_ALLOWED_ROOTS when set."""
     configured = [root for root in os.environ.get("FER_ALLOWED_ROOTS", "").split(os.pathsep) if root]
-    if configured:
-        rules.append(configured)
-    return rules
+    return PathPolicy(tuple(options.get("allowed_roots", [])), tuple(configured), bool(options.get("follow_symlinks")))
+
+
+def failure_reason(error: BaseException) -> str:
+    """Why a run stopped, in one line: the message of errors written for people, else the error's type and message."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from fer_model.registry import ModelNotFound
+    from workers.detection import UnknownDetector
+
+    if isinstance(error, BrokenProcessPool):
+        return "a worker process died (killed, or out of memory)"
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    if isinstance(error, (UnknownDetector, ModelNotFound)) and text:
+        return text
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def check_database(engine: Engine, expected: str | None) -> None:
+    """Refuse a task queued for another database (a crossed deployment); tasks without an identity pass."""
+    from db.results import database_identity
+
+    if expected is None:
+        return
+    actual = database_identity(engine)
+    if actual != expected:
+        raise WrongDatabase(
+            f"task for database {expected} refused: this worker writes to {engine.url.render_as_string(hide_password=True)} "
+            f"(identity {actual}); point the worker's FER_DATABASE_URL (or --db) at the submitter's database"
+        )
 
 
 @cache
@@ -58,7 +88,7 @@ def process_chunk(database_url: str, job_id: int, image_ids: list[int], options:
     model_id = ensure_model(engine, model_identity(model_name))
     mark_running(engine, job_id)
     seconds = StageSeconds()
-    rules = allowed_roots(options)
+    rules = path_policy(options)
     results: list[ImageResult] = []
     digests: dict[int, str] = {}
     if options.get("incremental"):
@@ -80,13 +110,13 @@ def process_chunk(database_url: str, job_id: int, image_ids: list[int], options:
 
 
 def _link_known_content(
-    engine: Engine, model_id: int, items: list[tuple[int, str]], rules: list[list[str]], seconds: StageSeconds
+    engine: Engine, model_id: int, items: list[tuple[int, str]], rules: PathPolicy, seconds: StageSeconds
 ) -> tuple[list[ImageResult], list[tuple[int, str]], dict[int, str]]:
     """Hash the chunk's files; copy the results of content annotated before. Returns (copies, the rest, hashes)."""
     digests: dict[int, str] = {}
     with seconds.timing("hash"):
         for image_id, path in items:
-            if all(is_allowed(path, roots) for roots in rules):
+            if rules.refusal(path) is None:
                 try:
                     digests[image_id] = file_sha256(path)
                 except OSError:
