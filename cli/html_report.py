@@ -12,7 +12,7 @@ from cli.output import console, error_console, fail
 
 def write_html_report(engine, job_id: int, output: Path | None) -> None:
     """Build the report of ``job_id``; write it atomically to ``output``, or to stdout when that is not a terminal."""
-    from reports.files import write_text_atomically
+    from fer_model.files import write_atomically
     from reports.html import build_html_report
 
     stdout = click.get_text_stream("stdout")
@@ -26,7 +26,7 @@ def write_html_report(engine, job_id: int, output: Path | None) -> None:
         click.echo(html, nl=False)
         return
     try:
-        write_text_atomically(output, html)
+        write_atomically(output, html)
     except OSError as error:
         fail(f"cannot write {output}: {error.strerror or error}")
     console.print(f"Wrote {escape(str(output))} ({len(html.encode()) / 1024:,.0f} KiB)")

@@ -614,10 +614,10 @@ def _print_report(summary: dict[str, Any], output_format: str, output: Path | No
     if output is None:
         click.echo(text, nl=False)
     else:
-        from reports.files import write_text_atomically
+        from fer_model.files import write_atomically
 
         try:
-            write_text_atomically(output, text)
+            write_atomically(output, text)
         except OSError as error:
             fail(f"cannot write {output}: {error.strerror or error}")
         console.print(f"Wrote {escape(str(output))}")

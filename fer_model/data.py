@@ -25,9 +25,10 @@ import cv2
 import numpy as np
 
 from fer_model.classes import CLASSES, CSV_CODE_TO_INDEX, FACE_SIZE
-from fer_model.files import file_sha256
+from fer_model.files import atomic_path, file_sha256
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+SPLIT_TITLES: dict[str, str] = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
 USAGE_TO_SPLIT: dict[str, str] = {"training": "train", "publictest": "val", "privatetest": "test"}
 FOLDER_TO_SPLIT: dict[str, str] = {
     "train": "train",
@@ -297,9 +298,8 @@ def _write_cache(dataset: Dataset, cache_file: Path) -> None:
         arrays[f"{name}_images"] = split.images
         arrays[f"{name}_labels"] = split.labels
         arrays[f"{name}_sources"] = split.sources
-    partial = cache_file.with_name(cache_file.name + f".{os.getpid()}.tmp.npz")
-    np.savez(partial, **arrays)
-    os.replace(partial, cache_file)
+    with atomic_path(cache_file) as temporary:
+        np.savez(temporary, **arrays)
 
 
 def _read_cache(source: Path, cache_file: Path) -> Dataset:

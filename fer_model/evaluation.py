@@ -5,16 +5,16 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from fer_model.preprocessing import as_model_batch
+
 PREDICT_BATCH = 256
 
 
 def predict_probabilities(model: keras.Model, faces: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
     """(N, 7) probabilities for (N, 48, 48[, 1]) uint8 faces."""
-    if faces.ndim == 3:
-        faces = faces[..., np.newaxis]
     if len(faces) == 0:
         return np.zeros((0, model.output_shape[-1]), dtype=np.float32)
-    return np.asarray(model.predict(faces.astype(np.float32), batch_size=batch_size, verbose=0))
+    return np.asarray(model.predict(as_model_batch(faces), batch_size=batch_size, verbose=0))
 
 
 def flip_averaged_probabilities(model: keras.Model, faces: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:

@@ -15,14 +15,13 @@ from typing import Any
 
 import numpy as np
 
-from fer_model.data import Dataset
+from fer_model.data import SPLIT_TITLES, Dataset
 from fer_model.calibration import baked_temperature, expected_calibration_error, reliability_bins, rescale
 from fer_model.evaluation import flip_averaged_probabilities, predict_probabilities
 from fer_model.figures import confusion_matrix_figure, face_grid_figure, reliability_figure, training_curves_figure
 from fer_model.metrics import compute_metrics, report_text
 from fer_model.registry import ModelRef, load_model
 
-SPLIT_TITLES = {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}
 GRID_SIZE = 32
 
 

@@ -1,9 +1,15 @@
-"""File helpers shared by the data cache, model cards and the workers."""
+"""File helpers shared by the data cache, training, model cards, reports and the workers."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+NEW_FILE_MODE = 0o644
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -15,11 +21,31 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write to; renamed over ``path`` in one step when the block succeeds.
+
+    Readers see the old file or the whole new one, never a part; on error nothing is left behind.
+    The temporary name keeps the file's suffix (Keras and NumPy choose formats by it). A new file
+    gets mode 0644; an existing one keeps its mode.
+    """
+    path = Path(path)
+    mode = path.stat().st_mode & 0o7777 if path.exists() else NEW_FILE_MODE
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".partial{path.suffix}", dir=path.parent)
+    os.close(handle)
+    try:
+        yield Path(temporary)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
 def write_atomically(path: str | os.PathLike, content: str | bytes) -> None:
-    """Write a file so that readers see the old content or the whole new content, never a part."""
-    path = os.fspath(path)
-    folder, name = os.path.split(path)
-    partial = os.path.join(folder, f".{name}.partial")
-    with open(partial, "wb" if isinstance(content, bytes) else "w") as handle:
-        handle.write(content)
-    os.replace(partial, path)
+    """Write a whole file atomically (see `atomic_path`); raises OSError."""
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb" if isinstance(content, bytes) else "w", encoding=None if isinstance(content, bytes) else "utf-8") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())

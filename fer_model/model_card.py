@@ -139,4 +139,6 @@ def card_markdown(card: ModelCard) -> str:
 
 
 def _split_title(split: str) -> str:
-    return {"train": "Training", "val": "PublicTest", "test": "PrivateTest"}.get(split, split)
+    from fer_model.data import SPLIT_TITLES
+
+    return SPLIT_TITLES.get(split, split)

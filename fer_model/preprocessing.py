@@ -35,6 +35,13 @@ def to_face_array(image: np.ndarray, size: int = FACE_SIZE) -> np.ndarray:
     return image
 
 
+def as_model_batch(faces: np.ndarray) -> np.ndarray:
+    """(N, 48, 48) or (N, 48, 48, 1) uint8 faces as the float32 (N, 48, 48, 1) batch every model is called with."""
+    if faces.ndim == 3:
+        faces = faces[..., np.newaxis]
+    return faces.astype(np.float32)
+
+
 def stack_faces(faces: list[np.ndarray]) -> np.ndarray:
     """Stack prepared faces into the (N, 48, 48, 1) uint8 batch every model takes."""
     if not faces:

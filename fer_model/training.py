@@ -34,9 +34,10 @@ from fer_model.calibration import calibration_summary, with_temperature
 from fer_model.classes import CLASSES
 from fer_model.data import Dataset, Split
 from fer_model.evaluation import flip_averaged_probabilities, predict_probabilities
-from fer_model.files import write_atomically
+from fer_model.files import atomic_path, write_atomically
 from fer_model.metrics import compute_metrics
 from fer_model.model_card import ModelCard, write_card
+from fer_model.preprocessing import as_model_batch
 from fer_model.recipes import Recipe
 
 SELECTION_NOTE = (
@@ -111,13 +112,6 @@ def balanced_class_weights(labels: np.ndarray) -> dict[int, float]:
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-def as_model_input(images: np.ndarray) -> np.ndarray:
-    """(N, 48, 48) or (N, 48, 48, 1) uint8 faces as the float32 batch Keras fits on."""
-    if images.ndim == 3:
-        images = images[..., np.newaxis]
-    return images.astype(np.float32)
-
-
 class OversampledFaces(keras.utils.PyDataset):
     """The training split, oversampled and shuffled afresh for each epoch from ``(seed, epoch)``."""
 
@@ -140,7 +134,7 @@ class OversampledFaces(keras.utils.PyDataset):
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         batch = self._indices()[index * self.batch_size : (index + 1) * self.batch_size]
-        return as_model_input(self.images[batch]), keras.utils.to_categorical(self.labels[batch], len(CLASSES))
+        return as_model_batch(self.images[batch]), keras.utils.to_categorical(self.labels[batch], len(CLASSES))
 
 
 class _FollowEpoch(keras.callbacks.Callback):
@@ -215,7 +209,7 @@ def train(
         optimizer=recipe.make_optimizer(len(data), run.epochs), loss=recipe.make_loss(), metrics=["accuracy"]
     )
     validation = (
-        (as_model_input(val_split.images), keras.utils.to_categorical(val_split.labels, len(CLASSES)))
+        (as_model_batch(val_split.images), keras.utils.to_categorical(val_split.labels, len(CLASSES)))
         if val_split is not None
         else None
     )
@@ -388,9 +382,8 @@ def machine_description() -> str:
 
 
 def save_atomically(model: keras.Model, path: Path) -> None:
-    partial = path.with_name(f".{path.stem}.partial.keras")
-    model.save(partial)
-    os.replace(partial, path)
+    with atomic_path(path) as temporary:
+        model.save(temporary)
 
 
 def read_history(path: Path) -> list[dict[str, float]]:

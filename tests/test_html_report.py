@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import fer
-from reports.files import write_text_atomically
+from fer_model.files import write_atomically
 from reports.paths import display_path, file_uri
 from reports.photo_dates import photo_date
 from reports.thumbnails import Box, face_thumbnail
@@ -307,11 +307,11 @@ def test_paths_are_shown_relative_to_the_roots_and_linked_as_file_uris():
 
 def test_atomic_write_leaves_no_partial_file(tmp_path):
     target = tmp_path / "r.html"
-    write_text_atomically(target, "first")
+    write_atomically(target, "first")
     assert target.read_text() == "first" and oct(target.stat().st_mode & 0o777) == oct(0o644)
 
     with pytest.raises(TypeError):
-        write_text_atomically(target, 12345)  # type: ignore[arg-type]
+        write_atomically(target, 12345)  # type: ignore[arg-type]
     assert target.read_text() == "first"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]
     assert os.access(target, os.R_OK)
