@@ -109,7 +109,8 @@ def beat(loglevel, schedule_file, db_url) -> None:
     from workers.celery_app import app
 
     if schedule_file is None:
-        data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "fer-pipeline"
-        data_home.mkdir(parents=True, exist_ok=True)
-        schedule_file = str(data_home / "celerybeat-schedule")
+        from db.session import data_home
+
+        data_home().mkdir(parents=True, exist_ok=True)
+        schedule_file = str(data_home() / "celerybeat-schedule")
     app.start(["beat", f"--loglevel={loglevel}", f"--schedule={schedule_file}"])

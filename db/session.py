@@ -22,12 +22,16 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 class DatabaseError(Exception):
-    """The database cannot be reached, or its schema is not the one this version needs."""
+    """The database URL is wrong, the database cannot be reached, or its schema is not the one this version needs."""
+
+
+def data_home() -> Path:
+    """Where the embedded default keeps its files: $XDG_DATA_HOME/fer-pipeline (~/.local/share/fer-pipeline)."""
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "fer-pipeline"
 
 
 def default_database_url() -> str:
-    data_home = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return f"sqlite:///{data_home / 'fer-pipeline' / 'fer.db'}"
+    return f"sqlite:///{data_home() / 'fer.db'}"
 
 
 def database_url(explicit: str | None = None) -> str:

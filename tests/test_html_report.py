@@ -1,7 +1,7 @@
 """`fer report --format html` for a real job, rendered in headless Chromium.
 
 The page is loaded by a real browser (`chromium --headless --dump-dom`), and the assertions
-are on the DOM the browser built; a full-page screenshot is kept in out/test-artifacts/.
+are on the DOM the browser built; a full-page screenshot is kept where FER_TEST_ARTIFACTS points.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from reports.paths import display_path, file_uri
 from reports.photo_dates import photo_date
 from reports.thumbnails import Box, face_thumbnail
 from tests.archives import EMPTY_FILE, EXIF_DATE, FAILED_IN_ARCHIVE, IMAGES_IN_ARCHIVE, MARKUP_FILE, MARKUP_FOLDER, NOT_AN_IMAGE
-from tests.conftest import REPO_ROOT
 
-ARTIFACTS = REPO_ROOT / "out" / "test-artifacts"
+# Screenshots for a person to look at go where FER_TEST_ARTIFACTS says (CI can keep them), else into the test's tmp folder.
+ARTIFACTS_DIR = os.environ.get("FER_TEST_ARTIFACTS")
 SECTIONS = ("summary", "emotions", "folders", "time", "confidence", "faces", "failures")
 WINDOW = (1280, 6000)
 
@@ -114,11 +114,12 @@ def report(annotated_sqlite, tmp_path_factory) -> dict:
     assert f"Wrote {output}" in result.output.replace("\n", "")
     summary = CliRunner().invoke(fer, ["report", "--format", "json", "--db", annotated_sqlite])
     dom = run_chromium(folder / "profile", "--dump-dom", output.as_uri()).stdout
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    screenshot = ARTIFACTS / "html-report.png"
+    artifacts = Path(ARTIFACTS_DIR) if ARTIFACTS_DIR else folder / "artifacts"
+    artifacts.mkdir(parents=True, exist_ok=True)
+    screenshot = artifacts / "html-report.png"
     screenshot.unlink(missing_ok=True)
     run_chromium(folder / "profile", f"--screenshot={screenshot}", f"--window-size={WINDOW[0]},{WINDOW[1]}", output.as_uri())
-    shutil.copy(output, ARTIFACTS / "html-report.html")
+    shutil.copy(output, artifacts / "html-report.html")
     return {"html": output.read_text(), "page": Page(dom), "screenshot": screenshot, "output": output,
             "summary": json.loads(summary.output)}
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import redis
@@ -144,8 +145,13 @@ def test_beat_and_a_worker_run_a_due_schedule_by_themselves(folder, postgres_url
     runner = CliRunner()
     if dt.datetime.now(dt.timezone.utc).second >= 55:
         time.sleep(6)  # the schedule's minute must not end before it is stored
+    # A fixed-offset zone where it is about midday, so the run's local date cannot change under the test.
     now = dt.datetime.now(dt.timezone.utc)
-    added = runner.invoke(fer, ["schedule", "add", str(folder), "--at", now.strftime("%H:%M"), "--timezone", "UTC",
+    hours_behind = (now.hour - 12 + 12) % 24 - 12  # -12..11: Etc/GMT+N is N hours behind UTC
+    zone = "UTC" if hours_behind == 0 else f"Etc/GMT{hours_behind:+d}"
+    local = now.astimezone(ZoneInfo(zone))
+    assert 6 <= local.hour <= 18, (zone, local)
+    added = runner.invoke(fer, ["schedule", "add", str(folder), "--at", local.strftime("%H:%M"), "--timezone", zone,
                                 "--db", postgres_url])
     assert added.exit_code == 0, added.output
     environment = {**os.environ, "FER_BROKER_URL": BROKER_URL, "FER_DATABASE_URL": postgres_url,
@@ -171,7 +177,10 @@ def test_beat_and_a_worker_run_a_due_schedule_by_themselves(folder, postgres_url
 
     try:
         _wait(lambda: [j.status for j in finished_jobs()] == ["finished"], 180, lambda: "no scheduled run finished:\n" + log_text())
-        time.sleep(3)  # several more beats: still one run today
+        # Three more checks by beat, each run by the worker: still one run today.
+        checks = logs["worker"].read_text().count("fer.run_schedules")
+        _wait(lambda: logs["worker"].read_text().count("fer.run_schedules") >= checks + 6, 60,
+              lambda: "beat stopped checking:\n" + log_text())
         jobs = finished_jobs()
         assert len(jobs) == 1 and jobs[0].schedule_id == 1
         with engine.connect() as connection:
