@@ -82,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from fer_model.data import load_fer2013
-    from workers.annotate import annotate_images, read_for_detection
+    from workers.annotate import PathPolicy, annotate_images, read_for_detection
     from workers.classifier import EmotionClassifier
     from workers.cropping import FACE_MARGIN, face_crop
     from workers.detection import get_detector
@@ -97,7 +97,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         scenes = build_scenes(val.images, photos, args.scenes, Path(folder), args.seed)
         results = annotate_images(
-            [(i, str(scene.path)) for i, scene in enumerate(scenes)], detector, classifier, [[folder]]
+            [(i, str(scene.path)) for i, scene in enumerate(scenes)], detector, classifier, PathPolicy((folder,))
         )
         found: list[tuple[Scene, object]] = []
         for scene, result in zip(scenes, results):

@@ -284,7 +284,7 @@ def test_interrupted_submit_is_marked_and_retry_finishes_it(postgres_url, broker
     result = CliRunner().invoke(fer, ["retry", str(job), "--local", "--chunk-size", "500", "--processes", "1",
                                       "--db", database])
     assert result.exit_code == 0, result.output
-    assert "3000 image(s) to process" in result.output
+    assert f"Job {job}: 3,000 images to process" in result.output
     assert _job_status(database, job) == "finished" and _counts(database, job) == {"done": 3000}
 
 

@@ -239,7 +239,7 @@ def test_workers_refuse_paths_outside_the_allowed_roots(embedded_run, tmp_path, 
 
 
 def test_annotate_finds_faces_in_at_least_95_percent_of_the_photos(photos_dir, tmp_path):
-    """Issue 3's acceptance run: every photo in ../shared/data/photos holds a face."""
+    """Acceptance run: every photo in ../shared/data/photos holds a face."""
     url = f"sqlite:///{tmp_path / 'fer.db'}"
     result = CliRunner().invoke(fer, ["annotate", str(photos_dir), "--db", url, "--format", "json"])
     assert result.exit_code == 0, result.output
