@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export FER_DATA_DIR
 
-.PHONY: install demo evaluate test chromium bench bench-peer clean
+.PHONY: install demo evaluate test test-fast chromium bench bench-peer clean
 
 install: $(VENV)/.installed
 
@@ -39,6 +39,10 @@ bench-peer: .bench/fer-peer/.installed
 
 test: install chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The edit loop: everything but the tests marked slow (real data, workers, servers, training, benchmarks).
+test-fast: install
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 
 # The HTML report tests render the page in headless Chromium (Debian's package), installed here when missing.
 chromium:

@@ -25,6 +25,9 @@ from db.results import create_job, image_ids
 from db.session import make_engine
 from workers.tasks import process_chunk
 
+# Real photos, real servers or whole benchmark runs: the full suite (`make test`), not the fast lane.
+pytestmark = pytest.mark.slow
+
 AWKWARD_NAMES = ["with space.jpg", "quote'\"s.jpg", "ünïcødé-顔.jpg", "new\nline.jpg", "-leading-dash.jpg",
                  "a'; DROP TABLE faces; --.jpg", "[red]markup.jpg"]
 

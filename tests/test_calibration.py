@@ -82,6 +82,7 @@ def test_temperature_layer_matches_numpy_survives_saving_and_replaces_an_earlier
     np.testing.assert_allclose(np.asarray(loaded(logits)), np.asarray(scaled(logits)), atol=1e-6)
 
 
+@pytest.mark.slow
 def test_fer_model_calibrate_rewrites_the_model_and_its_card(tmp_path):
     write_image_folders(tmp_path / "data", per_class=3, layout="prefixed")
     runner = CliRunner()

@@ -63,6 +63,7 @@ def trained_run(tmp_path_factory):
     return root
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("split", "expected_split"), [("val", "val"), ("test", "test")])
 def test_evaluate_writes_every_report_file(trained_run, tmp_path, split, expected_split):
     out = tmp_path / "eval"
@@ -94,6 +95,7 @@ def test_evaluate_writes_every_report_file(trained_run, tmp_path, split, expecte
     assert "## Calibration" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_evaluate_on_withheld_private_test_falls_back_and_says_so(trained_run, tmp_path):
     data = tmp_path / "public-only"
     write_image_folders(data, per_class=1, layout="prefixed")
@@ -117,6 +119,7 @@ def test_evaluate_on_withheld_private_test_falls_back_and_says_so(trained_run, t
         (["model", "train", "--data", "{missing}", "--out", "{out}"], "no such file or directory"),
     ],
 )
+@pytest.mark.slow
 def test_errors_are_clear_and_exit_non_zero(trained_run, tmp_path, arguments, message):
     values = {"run": str(trained_run / "run"), "data": str(trained_run / "data"), "out": str(tmp_path / "out"), "missing": str(tmp_path / "missing")}
     result = CliRunner().invoke(fer, [a.format(**values) for a in arguments])
@@ -124,6 +127,7 @@ def test_errors_are_clear_and_exit_non_zero(trained_run, tmp_path, arguments, me
     assert message in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_damaged_model_file_and_unwritable_out_are_clear_errors(trained_run, tmp_path):
     damaged = tmp_path / "damaged.keras"
     damaged.write_bytes(b"not a zip")

@@ -270,6 +270,7 @@ def broker(monkeypatch):
     client.flushdb()
 
 
+@pytest.mark.slow
 def test_status_wait_says_when_no_worker_consumes_the_queue(two_photos, sqlite_url, broker, monkeypatch):
     submitted = run("submit", str(two_photos), "--db", sqlite_url)
     assert submitted.exit_code == 0, submitted.output
@@ -290,6 +291,7 @@ def _queued_messages(client) -> list[dict]:
     return messages
 
 
+@pytest.mark.slow
 def test_each_database_has_an_identity_that_every_task_carries_and_workers_check(two_photos, tmp_path, postgres_url,
                                                                                   broker, monkeypatch):
     from workers.celery_app import annotate_chunk
@@ -354,6 +356,7 @@ def test_the_query_help_example_counts_each_image_once_after_a_rerun(two_photos,
 
 # --- quiet, responsive output -------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_real_annotate_shows_model_loading_and_no_tensorflow_lines(two_photos, tmp_path):
     env = {key: value for key, value in os.environ.items() if not key.startswith(("TF_", "GRPC_", "GLOG_"))}
     env.update(TTY_COMPATIBLE="1", TTY_INTERACTIVE="1", COLUMNS="120")

@@ -33,6 +33,9 @@ from db.models import Image as ImageRow
 from db.session import make_engine
 from tests.conftest import REPO_ROOT
 
+# Real photos, real servers or whole benchmark runs: the full suite (`make test`), not the fast lane.
+pytestmark = pytest.mark.slow
+
 JOB_TIMEOUT = 240
 
 

@@ -29,6 +29,9 @@ from reports.photo_dates import photo_date
 from reports.thumbnails import Box, face_thumbnail
 from tests.archives import EMPTY_FILE, EXIF_DATE, FAILED_IN_ARCHIVE, IMAGES_IN_ARCHIVE, MARKUP_FILE, MARKUP_FOLDER, NOT_AN_IMAGE
 
+# Real photos, real servers or whole benchmark runs: the full suite (`make test`), not the fast lane.
+pytestmark = pytest.mark.slow
+
 # Screenshots for a person to look at go where FER_TEST_ARTIFACTS says (CI can keep them), else into the test's tmp folder.
 ARTIFACTS_DIR = os.environ.get("FER_TEST_ARTIFACTS")
 SECTIONS = ("summary", "emotions", "folders", "time", "confidence", "faces", "failures")

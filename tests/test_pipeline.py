@@ -24,6 +24,9 @@ from db.models import Image as ImageRow
 from db.session import make_engine
 from tests.conftest import REPO_ROOT
 
+# Real photos, real servers or whole benchmark runs: the full suite (`make test`), not the fast lane.
+pytestmark = pytest.mark.slow
+
 BROKER_URL = os.environ.get("FER_TEST_BROKER_URL", "redis://127.0.0.1:6379/11")
 PHOTOS_IN_TEST = 12
 

@@ -11,6 +11,9 @@ from cli.main import fer
 from fer_model.data import load_fer2013
 from fer_model.registry import resolve_model
 
+# Real photos, real servers or whole benchmark runs: the full suite (`make test`), not the fast lane.
+pytestmark = pytest.mark.slow
+
 TRAIN_COUNTS = {"angry": 3995, "disgust": 436, "fear": 4097, "happy": 7215, "neutral": 4965, "sad": 4830, "surprise": 3171}
 PUBLIC_TEST_COUNTS = {"angry": 467, "disgust": 56, "fear": 496, "happy": 895, "neutral": 607, "sad": 653, "surprise": 415}
 EVALUATION_FILES = (

@@ -140,6 +140,7 @@ def _wait(condition, timeout: float, message) -> None:
     pytest.fail(message())
 
 
+@pytest.mark.slow
 def test_beat_and_a_worker_run_a_due_schedule_by_themselves(folder, postgres_url, tmp_path):
     redis.Redis.from_url(BROKER_URL).flushdb()
     runner = CliRunner()

@@ -83,6 +83,7 @@ def _history_epochs(path):
         return [int(row["epoch"]) for row in csv.DictReader(handle)]
 
 
+@pytest.mark.slow
 def test_train_writes_backup_history_model_and_card_and_refuses_to_overwrite(tiny_data, tmp_path):
     out = tmp_path / "run"
     runner = CliRunner()
@@ -114,6 +115,7 @@ def _train_command(data, out, *extra):
             "--out", str(out), "--epochs", "6", *extra]
 
 
+@pytest.mark.slow
 def test_a_run_killed_mid_way_resumes_and_finishes_with_the_same_history(tmp_path):
     """SIGKILL after the second epoch's backup; --resume runs the remaining epochs once each, and the
     resumed history matches an uninterrupted run of the same seed."""
@@ -150,6 +152,7 @@ def test_a_run_killed_mid_way_resumes_and_finishes_with_the_same_history(tmp_pat
         assert row_killed["loss"] == pytest.approx(row_whole["loss"], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_saved_model_carries_its_preprocessing(tiny_data, tmp_path):
     """The served model takes raw uint8 faces of any contrast and gives probabilities."""
     from fer_model.evaluation import predict_probabilities
@@ -169,6 +172,7 @@ def test_saved_model_carries_its_preprocessing(tiny_data, tmp_path):
     np.testing.assert_allclose(probabilities, predict_probabilities(model, stretched), atol=0.02)
 
 
+@pytest.mark.slow
 def test_unknown_recipe_and_bad_data_are_clear_errors(tiny_data, tmp_path):
     runner = CliRunner()
     result = runner.invoke(fer, ["model", "train", "--recipe", "nope", "--data", str(tiny_data), "--out", str(tmp_path / "r")])
@@ -186,6 +190,7 @@ def test_unknown_recipe_and_bad_data_are_clear_errors(tiny_data, tmp_path):
     assert "Skipped 1 bad item" in result.output
 
 
+@pytest.mark.slow
 def test_default_recipe_trains_and_serves_calibrated_probabilities(tiny_data, tmp_path):
     from fer_model.calibration import baked_temperature
     from fer_model.evaluation import predict_probabilities
@@ -204,6 +209,7 @@ def test_default_recipe_trains_and_serves_calibrated_probabilities(tiny_data, tm
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_card_has_per_class_and_flip_averaged_metrics_machine_and_comparisons(tiny_data, tmp_path):
     runner = CliRunner()
     first = runner.invoke(fer, ["model", "train", "--data", str(tiny_data), "--out", str(tmp_path / "a"), "--epochs", "1"])
