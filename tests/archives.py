@@ -8,16 +8,14 @@ face and two files that fail.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
 from pathlib import Path
 
 import numpy as np
-from click.testing import CliRunner
 from PIL import Image
 
-from cli.main import fer
+from tests.conftest import annotate_json
 from cli.output import EXIT_PARTIAL
 
 # A folder and a file name that are markup if a report forgets to escape them.
@@ -79,8 +77,6 @@ def _with_exif_date(source: Path, target: Path, taken: dt.datetime) -> None:
 
 def annotate(archive: Path, url: str) -> dict:
     """Annotate ``archive`` into the database at ``url`` with `fer annotate`; return its JSON report."""
-    result = CliRunner().invoke(fer, ["annotate", str(archive), "--db", url, "--format", "json", "--processes", "1"])
-    assert result.exit_code == EXIT_PARTIAL, result.output  # the two files that fail
-    report = json.loads(result.output[result.output.index("{"):])
+    report = annotate_json(archive, url, "--processes", "1", exit_code=EXIT_PARTIAL)  # the two files that fail
     assert report["images"]["total"] == IMAGES_IN_ARCHIVE and report["images"]["failed"] == FAILED_IN_ARCHIVE
     return report

@@ -55,6 +55,20 @@ def database_url(request, tmp_path) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+def annotate_json(paths, database: str, *options: str, exit_code: int = 0) -> dict:
+    """Run `fer annotate PATHS --db DATABASE --format json OPTIONS` in-process; check its exit code, return its report."""
+    import json
+
+    from click.testing import CliRunner
+
+    from cli.main import fer
+
+    targets = [str(paths)] if isinstance(paths, (str, os.PathLike)) else [str(p) for p in paths]
+    result = CliRunner().invoke(fer, ["annotate", *targets, "--db", database, "--format", "json", *options])
+    assert result.exit_code == exit_code, result.output
+    return json.loads(result.stdout)
+
+
 def real_data_dir() -> Path:
     return Path(os.environ.get("FER_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
 

@@ -6,7 +6,6 @@ annotated as usual; nothing crashes a worker, and file names are never interpret
 
 from __future__ import annotations
 
-import json
 import shutil
 import struct
 from pathlib import Path
@@ -18,6 +17,7 @@ from PIL import Image
 from sqlalchemy import select
 
 from cli.main import fer
+from tests.conftest import annotate_json
 from cli.output import EXIT_PARTIAL
 from db.models import Face
 from db.models import Image as ImageRow
@@ -74,10 +74,7 @@ def corpus(tmp_path_factory, photos_dir) -> tuple[Path, Path]:
 def corpus_run(corpus, tmp_path_factory):
     root, _ = corpus
     database = f"sqlite:///{tmp_path_factory.mktemp('db') / 'fer.db'}"
-    result = CliRunner().invoke(
-        fer, ["annotate", str(root), "--db", database, "--format", "json", "--ext", "jpg,png,gif,heic", "--chunk-size", "4"]
-    )
-    assert result.exit_code == EXIT_PARTIAL, result.output  # the broken files fail
+    report = annotate_json(root, database, "--ext", "jpg,png,gif,heic", "--chunk-size", "4", exit_code=EXIT_PARTIAL)
     engine = make_engine(database)
     with engine.connect() as connection:
         rows = {Path(r.path).name: r for r in connection.execute(select(ImageRow))}
@@ -85,7 +82,7 @@ def corpus_run(corpus, tmp_path_factory):
         for path, x, y, w, h in connection.execute(select(ImageRow.path, Face.x, Face.y, Face.w, Face.h).join(Face)):
             faces.setdefault(Path(path).name, []).append((x, y, w, h))
     engine.dispose()
-    return rows, faces, json.loads(result.output[result.output.index("{"):])
+    return rows, faces, report
 
 
 @pytest.mark.parametrize(

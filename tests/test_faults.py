@@ -7,7 +7,6 @@ service it disturbed.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -31,7 +30,7 @@ from cli.output import EXIT_PARTIAL
 from db.models import Face, Job
 from db.models import Image as ImageRow
 from db.session import make_engine
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, annotate_json
 
 # Real photos, real servers or whole benchmark runs: the full suite (`make test`), not the fast lane.
 pytestmark = pytest.mark.slow
@@ -300,9 +299,7 @@ def test_retry_failed_reprocesses_only_the_failed_images(tmp_path, photos_dir):
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
     database = f"sqlite:///{tmp_path / 'fer.db'}"
     runner = CliRunner()
-    first = runner.invoke(fer, ["annotate", str(folder), "--db", database, "--format", "json"])
-    assert first.exit_code == EXIT_PARTIAL, first.output  # broken.jpg failed
-    job = json.loads(first.output[first.output.index("{"):])["job"]
+    job = annotate_json(folder, database, exit_code=EXIT_PARTIAL)["job"]  # broken.jpg failed
     assert _counts(database, job) == {"done": 2, "failed": 1}
 
     nothing = runner.invoke(fer, ["retry", str(job), "--local", "--db", database])

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select, update
 
 from cli.main import fer
+from tests.conftest import annotate_json
 from cli.output import EXIT_NOT_STARTED
 from db.incremental import FileState, plan_run
 from db.models import Face, Image, Job
@@ -37,9 +38,7 @@ def folder(tmp_path, photos_dir) -> Path:
 
 
 def annotate(folder: Path, database: str, *extra: str) -> dict:
-    result = CliRunner().invoke(fer, ["annotate", str(folder), "--db", database, "--processes", "1", "--format", "json", *extra])
-    assert result.exit_code == 0, result.output
-    return json.loads(result.output[result.output.index("{"):])
+    return annotate_json(folder, database, "--processes", "1", *extra)
 
 
 def rows(database: str, job: int) -> dict[str, dict]:

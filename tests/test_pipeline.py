@@ -22,7 +22,7 @@ from cli.output import EXIT_PARTIAL
 from db.models import Face
 from db.models import Image as ImageRow
 from db.session import make_engine
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, annotate_json
 
 # Real photos, real servers or whole benchmark runs: the full suite (`make test`), not the fast lane.
 pytestmark = pytest.mark.slow
@@ -66,9 +66,7 @@ def _statuses(url: str) -> dict[str, tuple[str, str | None]]:
 @pytest.fixture(scope="module")
 def embedded_run(archive, tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('embedded') / 'fer.db'}"
-    result = CliRunner().invoke(fer, ["annotate", str(archive), "--db", url, "--format", "json", "--chunk-size", "5"])
-    assert result.exit_code == EXIT_PARTIAL, result.output  # notes.jpg is not a picture
-    return url, json.loads(result.output[result.output.index("{"):])
+    return url, annotate_json(archive, url, "--chunk-size", "5", exit_code=EXIT_PARTIAL)  # notes.jpg is not a picture
 
 
 def test_embedded_annotation_gives_every_image_one_terminal_status(embedded_run):
@@ -244,8 +242,6 @@ def test_workers_refuse_paths_outside_the_allowed_roots(embedded_run, tmp_path, 
 def test_annotate_finds_faces_in_at_least_95_percent_of_the_photos(photos_dir, tmp_path):
     """Acceptance run: every photo in ../shared/data/photos holds a face."""
     url = f"sqlite:///{tmp_path / 'fer.db'}"
-    result = CliRunner().invoke(fer, ["annotate", str(photos_dir), "--db", url, "--format", "json"])
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.output[result.output.index("{"):])
+    report = annotate_json(photos_dir, url)
     assert report["images"]["total"] == report["images"]["done"] == 1000
     assert report["images_with_faces"] / report["images"]["total"] >= 0.95
