@@ -20,6 +20,7 @@ from rich.text import Text
 from cli.db_commands import DB_HELP
 from cli.db_commands import upgraded_engine as _engine
 from cli.output import console, fail
+from cli.params import MIN_FACE, MIN_FACE_HELP
 from workers.chunking import DEFAULT_CHUNK_SIZE, chunked
 
 
@@ -51,7 +52,7 @@ def _prepare(engine, paths: tuple[str, ...], files: list[str], options: dict[str
         raise SystemExit(0)
 
 
-def _options(model: str, detector: str, min_face: int, roots: list[str], chunk_size: int, incremental: bool) -> dict[str, Any]:
+def _options(model: str, detector: str, min_face: int | str, roots: list[str], chunk_size: int, incremental: bool) -> dict[str, Any]:
     from fer_model.registry import ModelNotFound, resolve_model
     from workers.detection import DETECTOR_FACTORIES
 
@@ -88,8 +89,7 @@ common_input = [
                  help="Images per task."),
     click.option("--model", default="default", show_default=True, help="Model name (default: the model `fer model list` stars), run folder or .keras file."),
     click.option("--detector", default="haar", show_default=True, help="Face detector."),
-    click.option("--min-face", type=click.IntRange(20, 10_000), default=48, show_default=True,
-                 help="Smallest face to look for, in pixels of the photo (the model sees 48x48)."),
+    click.option("--min-face", type=MIN_FACE, default="48", show_default=True, help=MIN_FACE_HELP),
     click.option("--incremental/--reannotate", default=True, show_default=True,
                  help="Skip files this model version already annotated (same path, size and time), copy the results "
                       "of files seen under another name, mark vanished ones missing; --reannotate does everything again."),
@@ -234,7 +234,12 @@ def worker(concurrency, pool, db_url, loglevel) -> None:
         os.environ["FER_DATABASE_URL"] = db_url
     _engine(db_url)
     from workers.celery_app import app
+    from workers.devices import batch_size_for, describe, visible_gpus
 
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # the pool processes share the card
+    gpus = visible_gpus()
+    console.print(f"fer worker: classifier on {describe(gpus) if gpus else 'CPU'}, batches of up to "
+                  f"{batch_size_for(gpus)} faces; face detection on the CPU, {concurrency} process(es)")
     app.worker_main(["worker", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"])
 
 
