@@ -44,16 +44,39 @@ def test_a_layer_it_does_not_translate_leaves_the_model_to_keras(tmp_path, monke
         OpenCVEmotionModel(path)
     from workers.classifier import EmotionClassifier
 
-    monkeypatch.setenv("FER_CLASSIFIER_BACKEND", "auto")
-    classifier = EmotionClassifier(str(path))
+    monkeypatch.delenv("FER_CLASSIFIER_BACKEND", raising=False)
+    classifier = EmotionClassifier(str(path), backend="opencv")
     assert classifier.backend == "keras"
     assert classifier.predict_faces(_faces(3)).shape == (3, 7)
 
 
-def test_the_worker_classifier_loads_without_importing_tensorflow():
+def test_short_runs_use_opencv_and_long_lived_workers_keras(monkeypatch):
+    from workers import classifier
+
+    monkeypatch.delenv("FER_CLASSIFIER_BACKEND", raising=False)
+    monkeypatch.setattr("workers.devices.visible_gpus", lambda: [])
+    assert classifier.backend_for(1000) == "opencv"
+    assert classifier.backend_for(classifier.OPENCV_MAX_IMAGES + 1) == "keras"
+    assert classifier.backend_for(None) == "keras"  # a Celery worker: TensorFlow's start-up is paid once
+    monkeypatch.setenv("FER_CLASSIFIER_BACKEND", "opencv")
+    assert classifier.backend_for(None) == "opencv"
+    monkeypatch.setenv("FER_CLASSIFIER_BACKEND", "keras")
+    assert classifier.backend_for(10) == "keras"
+
+
+def test_gpu_machines_classify_with_keras(monkeypatch):
+    from workers import classifier
+    from workers.devices import Device
+
+    monkeypatch.delenv("FER_CLASSIFIER_BACKEND", raising=False)
+    monkeypatch.setattr("workers.devices.visible_gpus", lambda: [Device("GPU", "NVIDIA H100")])
+    assert classifier.backend_for(10) == "keras"
+
+
+def test_a_short_run_classifies_without_importing_tensorflow():
     code = (
-        "import sys; from workers.classifier import EmotionClassifier; import numpy as np\n"
-        "c = EmotionClassifier('default'); p = c.predict_faces(np.zeros((2, 48, 48, 1), np.uint8))\n"
+        "import sys; from workers.classifier import EmotionClassifier, backend_for; import numpy as np\n"
+        "c = EmotionClassifier('default', backend_for(1000)); p = c.predict_faces(np.zeros((2, 48, 48, 1), np.uint8))\n"
         "print(c.backend, p.shape, 'tensorflow' in sys.modules)"
     )
     output = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,

@@ -39,31 +39,51 @@ def model_identity(model_name: str) -> ModelIdentity:
     return _identity_of(resolve_model(model_name))
 
 
-class EmotionClassifier:
-    """A model ready to classify faces, on the backend chosen for this machine.
+# Below this many images, `fer annotate` classifies on OpenCV's DNN module: it starts in
+# 0.3 s where TensorFlow's import and model load take about 5 s of CPU, but each face costs
+# about 2.3 ms of CPU there against 1 ms in TensorFlow, so past roughly 3,500 faces Keras wins.
+OPENCV_MAX_IMAGES = 3000
 
-    ``FER_CLASSIFIER_BACKEND``: ``auto`` (default) serves plain convolutional models with
-    OpenCV's DNN module on machines without an NVIDIA GPU (no TensorFlow import: about 5 s
-    of CPU less per process, predictions within 1e-5 of Keras), and everything else with
-    Keras on TensorFlow, on the GPU when there is one; ``keras`` or ``opencv`` forces one.
+
+def backend_for(images: int | None) -> str:
+    """The classifier backend for a run of ``images`` images (None: a long-lived worker process).
+
+    ``FER_CLASSIFIER_BACKEND=keras|opencv`` forces one. Otherwise short runs on machines
+    without an NVIDIA GPU use OpenCV, and everything else Keras (on the GPU when there is one).
+    """
+    forced = os.environ.get("FER_CLASSIFIER_BACKEND", "auto")
+    if forced in ("keras", "opencv"):
+        return forced
+    from workers.devices import visible_gpus
+
+    if images is not None and images <= OPENCV_MAX_IMAGES and not visible_gpus():
+        return "opencv"
+    return "keras"
+
+
+class EmotionClassifier:
+    """A model ready to classify faces, on Keras (TensorFlow) or on OpenCV's DNN module.
+
+    The OpenCV backend serves plain convolutional models without importing TensorFlow
+    (predictions within 1e-5 of Keras); a model it cannot translate serves through Keras,
+    unless ``FER_CLASSIFIER_BACKEND=opencv`` demands OpenCV.
     """
 
-    def __init__(self, model_name: str):
+    def __init__(self, model_name: str, backend: str = "keras"):
         from fer_model.registry import load_model, resolve_model
-        from workers.devices import Device, batch_size_for, configure_devices, describe, visible_gpus
+        from workers.devices import Device, batch_size_for, configure_devices, describe
 
         ref = resolve_model(model_name)
         self.identity = _identity_of(ref)
-        choice = os.environ.get("FER_CLASSIFIER_BACKEND", "auto")
         self.model = None
-        if choice == "opencv" or (choice == "auto" and not visible_gpus()):
+        if backend == "opencv":
             from workers.opencv_classifier import OpenCVEmotionModel, UnsupportedModel
 
             try:
                 self.model = OpenCVEmotionModel(ref.path)
                 self.backend, self.devices = "opencv", [Device("CPU", "CPU")]
             except UnsupportedModel as reason:
-                if choice == "opencv":
+                if os.environ.get("FER_CLASSIFIER_BACKEND") == "opencv":
                     raise
                 logger.info("model %s served by Keras: %s", self.identity.name, reason)
         if self.model is None:
@@ -94,6 +114,9 @@ class EmotionClassifier:
 
 
 @cache
-def get_classifier(model_name: str) -> EmotionClassifier:
-    """One loaded model per name per process: workers load it lazily, after fork."""
-    return EmotionClassifier(model_name)
+def get_classifier(model_name: str, backend: str | None = None) -> EmotionClassifier:
+    """One loaded model per name per process: workers load it lazily, after fork.
+
+    ``backend`` None: as `backend_for` decides for a long-lived process.
+    """
+    return EmotionClassifier(model_name, backend or backend_for(None))

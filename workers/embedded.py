@@ -1,9 +1,10 @@
 """Run a job's chunks here, without a broker: detection processes feed one classifier.
 
 The processes read and detect (OpenCV, no TensorFlow); this process classifies every
-face and writes each chunk. TensorFlow is imported and the model loaded once, in a
-background thread that starts once the processes exist, so it overlaps the first
-images' detection instead of delaying every process.
+face and writes each chunk. The model loads once, in a background thread that starts
+once the processes exist, so it overlaps the first images' detection instead of
+delaying every process; short runs classify on OpenCV's DNN module and never import
+TensorFlow (`workers.classifier.backend_for`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExe
 from typing import Any
 
 from workers.annotate import DetectedImages, StageSeconds, classify_detected
-from workers.classifier import EmotionClassifier, get_classifier
+from workers.classifier import EmotionClassifier, backend_for, get_classifier
 from workers.tasks import DetectedChunk, detect_chunk, engine_for, write_chunk
 
 # Detection work is handed out in pieces of about 1/PIECES_PER_PROCESS of a process's
@@ -52,7 +53,8 @@ def run_locally(
     try:
         futures = {pool.submit(detect_chunk, database_url, job_id, ids, options): index for index, ids in pieces}
         # Only now, with every detection process started (forked), may this process import TensorFlow.
-        model: Future[EmotionClassifier] = loader.submit(get_classifier, options.get("model", "default"))
+        backend = backend_for(sum(len(chunk) for chunk in chunks))
+        model: Future[EmotionClassifier] = loader.submit(get_classifier, options.get("model", "default"), backend)
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
