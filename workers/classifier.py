@@ -77,6 +77,7 @@ class EmotionClassifier:
         self.identity = _identity_of(ref)
         self.model = None
         if backend == "opencv":
+            from workers.opencv_classifier import BATCH_SIZE as OPENCV_BATCH_SIZE
             from workers.opencv_classifier import OpenCVEmotionModel, UnsupportedModel
 
             try:
@@ -90,7 +91,7 @@ class EmotionClassifier:
             self.devices = configure_devices()
             self.model = load_model(ref)
             self.backend = "keras"
-        self.batch_size = batch_size_for(self.devices)
+        self.batch_size = batch_size_for(self.devices) if self.backend == "keras" else OPENCV_BATCH_SIZE
         logger.info("model %s %s on %s (%s), batches of %d faces", self.identity.name, self.identity.version,
                     describe(self.devices), self.backend, self.batch_size)
 

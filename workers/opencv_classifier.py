@@ -26,6 +26,8 @@ import numpy as np
 _INFERENCE_NO_OPS = {"InputLayer", "Dropout", "RandomZoom", "RandomFlip", "RandomRotation", "RandomTranslation",
                      "RandomContrast", "RandomBrightness", "RandomErasing", "GaussianNoise"}
 _PROBABILITY_FLOOR = 1e-7  # as fer_model.calibration.TemperatureScaling clips
+# Measured with one OpenCV thread: 2.2-2.3 ms of CPU a face in batches of 16-64, 2.6 in batches of 256.
+BATCH_SIZE = 64
 
 
 class UnsupportedModel(Exception):
@@ -46,7 +48,7 @@ class OpenCVEmotionModel:
         self.net = cv2.dnn.readNetFromDarknet(np.frombuffer(cfg.encode(), np.uint8), np.frombuffer(blob, np.uint8))
         self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
 
-    def predict_faces(self, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def predict_faces(self, faces: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
         outputs = [self._predict(faces[i : i + batch_size]) for i in range(0, len(faces), batch_size)]
         return np.concatenate(outputs).astype(np.float64) if outputs else np.zeros((0, 7))
 

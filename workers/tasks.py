@@ -46,7 +46,7 @@ os.register_at_fork(after_in_child=_forget_engines_in_child)
 
 
 @cache
-def _one_thread_per_process() -> None:
+def one_thread_per_process() -> None:
     """Workers scale by processes (one per core); OpenCV's own threads would make them fight over cores."""
     import cv2
 
@@ -85,7 +85,7 @@ def detect_chunk(database_url: str, job_id: int, image_ids: list[int], options: 
     It reads the database but writes nothing, imports no TensorFlow, and runs in detection
     processes that feed one classifier.
     """
-    _one_thread_per_process()
+    one_thread_per_process()
     engine = engine_for(database_url)
     items = pending_paths(engine, job_id, image_ids)
     if not items:
