@@ -6,7 +6,8 @@ Times EmotionClassifier.predict_faces (the worker's path) on PublicTest faces wh
 data is present, random faces otherwise; each model is warmed up first. `--recipe`
 also times a recipe's architecture untrained (speed does not depend on the weights),
 so a recipe can be checked against the serving budget before it is trained.
-The last line is the figure for --model.
+The last line is the figure for --model, with the backend that served it
+(FER_CLASSIFIER_BACKEND=keras or opencv picks one; see workers/classifier.py).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def main() -> None:
     classifier = EmotionClassifier(args.model)
     rate = faces_per_second(classifier, faces, args.repeats)
     verdict = "meets" if rate >= TARGET_FACES_PER_SECOND else "BELOW"
-    print(f"model {classifier.identity.name} ({classifier.identity.version}): {rate:,.0f} faces/s ({verdict} the {TARGET_FACES_PER_SECOND:,}/s target)")
+    print(f"model {classifier.identity.name} ({classifier.identity.version}): {rate:,.0f} faces/s ({verdict} the {TARGET_FACES_PER_SECOND:,}/s target; backend {classifier.backend})")
 
 
 if __name__ == "__main__":

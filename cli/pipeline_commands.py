@@ -20,6 +20,7 @@ from rich.text import Text
 from cli.db_commands import DB_HELP, existing_engine
 from cli.db_commands import upgraded_engine as _engine
 from cli.output import EXIT_INTERRUPTED, EXIT_NOT_STARTED, EXIT_PARTIAL, console, fail, plural
+from cli.params import MIN_FACE, MIN_FACE_HELP
 from workers.chunking import DEFAULT_CHUNK_SIZE, chunked
 from workers.detector_names import DEFAULT_DETECTOR, available_detectors
 
@@ -82,7 +83,7 @@ def _check_model(model: str) -> None:
         fail(str(error))
 
 
-def _options(model: str, detector: str, min_face: int, roots: list[str], chunk_size: int, incremental: bool,
+def _options(model: str, detector: str, min_face: int | str, roots: list[str], chunk_size: int, incremental: bool,
              follow_symlinks: bool = False) -> dict[str, Any]:
     """The job's options, checked before any job is recorded: an unknown or uninstalled model or detector stops here."""
     _check_model(model)
@@ -118,8 +119,7 @@ common_input = [
     click.option("--model", default="default", show_default=True, help="Model name (default: the model `fer model list` stars), run folder or .keras file."),
     click.option("--detector", default=DEFAULT_DETECTOR, show_default=True,
                  help=f"Face detector: {', '.join(available_detectors())}."),
-    click.option("--min-face", type=click.IntRange(20, 10_000), default=48, show_default=True,
-                 help="Smallest face to look for, in pixels of the photo (the model sees 48x48)."),
+    click.option("--min-face", type=MIN_FACE, default="48", show_default=True, help=MIN_FACE_HELP),
     click.option("--incremental/--reannotate", default=True, show_default=True,
                  help="Skip files this model version already annotated (same path, size and time), copy the results "
                       "of files seen under another name, mark vanished ones missing; --reannotate does everything again."),
@@ -267,7 +267,7 @@ def _check_broker(broker: str | None = None) -> None:
 @click.option("--chunk-size", type=click.IntRange(1, 10_000), help="Images per task (default: the job's).")
 @click.option("--model", help="Use this model from now on (default: the job's).")
 @click.option("--detector", help=f"Use this face detector from now on (default: the job's): {', '.join(available_detectors())}.")
-@click.option("--min-face", type=click.IntRange(20, 10_000), help="Smallest face to look for (default: the job's).")
+@click.option("--min-face", type=MIN_FACE, help="Smallest face to look for, in pixels or % of the shorter side (default: the job's).")
 @click.option("--wait", is_flag=True, help="Wait for the job to finish and print its report.")
 @click.option("--broker", "broker", help=BROKER_HELP)
 @click.option("--db", "db_url", help=DB_HELP)
@@ -352,7 +352,12 @@ def worker(concurrency, pool, broker, db_url, loglevel) -> None:
     _engine(db_url)
     _use_broker(broker)
     from workers.celery_app import app
+    from workers.devices import batch_size_for, describe, visible_gpus
 
+    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # the pool processes share the card
+    gpus = visible_gpus()
+    console.print(f"fer worker: classifier on {describe(gpus) if gpus else 'CPU'}, batches of up to "
+                  f"{batch_size_for(gpus)} faces; face detection on the CPU, {concurrency} process(es)")
     app.worker_main(["worker", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"])
 
 

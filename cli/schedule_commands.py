@@ -10,6 +10,7 @@ import click
 from cli.db_commands import DB_HELP
 from cli.db_commands import upgraded_engine as _engine
 from cli.output import console, fail, print_rows
+from cli.params import MIN_FACE, MIN_FACE_HELP
 from workers.chunking import DEFAULT_CHUNK_SIZE
 
 
@@ -49,8 +50,7 @@ def schedule() -> None:
 @click.option("--timezone", default=None, help="IANA time zone, e.g. Europe/Paris  [default: this machine's zone, else UTC]")
 @click.option("--model", default="default", show_default=True, help="Model name, run folder or .keras file.")
 @click.option("--detector", default="haar", show_default=True, help="Face detector.")
-@click.option("--min-face", type=click.IntRange(20, 10_000), default=48, show_default=True,
-              help="Smallest face to look for, in pixels of the photo.")
+@click.option("--min-face", type=MIN_FACE, default="48", show_default=True, help=MIN_FACE_HELP)
 @click.option("--chunk-size", type=click.IntRange(1, 10_000), default=DEFAULT_CHUNK_SIZE, show_default=True,
               help="Images per task.")
 @click.option("--db", "db_url", help=DB_HELP)

@@ -1,1 +1,1 @@
-"""SQLAlchemy models and migrations for annotation results (the annotation pipeline, issue 3)."""
+"""SQLAlchemy models, migrations, result writing and reading for annotation results."""

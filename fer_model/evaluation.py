@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from fer_model.preprocessing import as_model_batch
+from fer_model.faces import as_model_batch
 
 PREDICT_BATCH = 256
 

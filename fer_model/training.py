@@ -37,7 +37,7 @@ from fer_model.evaluation import flip_averaged_probabilities, predict_probabilit
 from fer_model.files import atomic_path, write_atomically
 from fer_model.metrics import compute_metrics
 from fer_model.model_card import ModelCard, write_card
-from fer_model.preprocessing import as_model_batch
+from fer_model.faces import as_model_batch
 from fer_model.recipes import Recipe
 
 SELECTION_NOTE = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -30,7 +31,8 @@ def test_pipeline_bench_runs_on_a_tiny_archive(tmp_path, photos_dir):
     """Embedded and distributed runs and the figures; the `fer` peer needs its own venv, so it is left out here."""
     result = subprocess.run(
         [sys.executable, "bench/pipeline.py", "--photos", "10", "--mosaics", "1", "--skip-peer",
-         "--photos-dir", str(photos_dir), "--archive", str(tmp_path / "archive")],
+         "--photos-dir", str(photos_dir), "--archive", str(tmp_path / "archive"),
+         "--broker", os.environ.get("FER_TEST_BROKER_URL", "redis://127.0.0.1:6379/13")],
         cwd=ROOT, capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
@@ -54,3 +56,11 @@ def test_consistency_bench_compares_pipeline_and_direct_accuracy(fer2013_dir):
     assert re.search(r"crop margin 0\.00: pipeline accuracy [01]\.\d{4}  <- served", result.stdout)
     assert re.search(r"Pipeline accuracy [01]\.\d{4} vs direct [01]\.\d{4} on the same faces: gap -?\d+\.\d points$",
                      result.stdout.strip())
+
+
+def test_ratio_bench_describes_itself():
+    """bench/ratio.py times the full archives against the `fer` package's venv; here only its entry point is checked."""
+    result = subprocess.run([sys.executable, "bench/ratio.py", "--help"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "wall time with start-up on both sides" in result.stdout

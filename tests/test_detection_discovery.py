@@ -50,3 +50,45 @@ def test_find_images_errors(tmp_path):
         list(find_images([str(tmp_path / "missing")]))
     with pytest.raises(DiscoveryError, match="at least one extension"):
         parse_extensions(" , ")
+
+
+def test_detection_scale_maps_the_smallest_face_onto_the_window_whatever_the_size():
+    from workers.detection import detection_scale
+
+    assert detection_scale((250, 250), 640, 24, 48) == 0.5  # small photos are shrunk too
+    assert detection_scale((1500, 2000), 640, 24, 24) == 1.0  # never enlarged
+    assert detection_scale((3000, 4000), 640, 24, 96) == 0.25
+    assert detection_scale((3000, 4000), 640, 24, 0) == 0.16  # no smallest face: down to detect_side
+    assert detection_scale((250, 250), 640, 24, 0) == 1.0
+
+
+def test_small_photos_keep_their_faces_at_half_size(photos_dir):
+    from workers.annotate import read_for_detection
+
+    detector = get_detector("haar")
+    photos = sorted(photos_dir.glob("*.jpg"))[:20]
+    found = [detector.detect(read_for_detection(p).gray, 48) for p in photos]
+    assert sum(bool(f) for f in found) >= 19
+    assert all(box.w >= 48 for boxes in found for box in boxes)
+
+
+def test_min_face_in_pixels_or_relative_to_the_photo():
+    from workers.min_face import min_face_pixels, parse_min_face
+
+    assert parse_min_face("48") == 48 and parse_min_face(64) == 64
+    assert parse_min_face("2%") == "2%" and parse_min_face(" 2.50% ") == "2.5%"
+    for bad in ("19", "0%", "101%", "big", "-5%"):
+        with pytest.raises(ValueError):
+            parse_min_face(bad)
+    assert min_face_pixels(48, 4000, 3000) == 48
+    assert min_face_pixels("2%", 4000, 3000) == 60  # of the shorter side
+    assert min_face_pixels("2%", 250, 250) == 24  # never under the floor
+
+
+def test_cli_takes_a_relative_min_face_and_refuses_nonsense():
+    from click.testing import CliRunner
+
+    from cli.main import fer
+
+    result = CliRunner().invoke(fer, ["annotate", "/nonexistent", "--min-face", "0%"])
+    assert result.exit_code == 2 and "0-100%" in result.output

@@ -1,1 +1,1 @@
-"""Celery workers that detect and classify faces (the annotation pipeline, issue 3)."""
+"""Detect and classify faces in photos: the chunk task shared by Celery workers and local processes."""

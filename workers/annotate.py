@@ -14,11 +14,13 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from fer_model.faces import stack_faces, to_face_array
 from fer_model.files import file_sha256
 from workers.classifier import EmotionClassifier
 from workers.cropping import face_crop
 from workers.detection import FaceDetector
 from workers.images import ImageReadError, LoadedImage, read_image
+from workers.min_face import MinFace, min_face_pixels, parse_min_face  # noqa: F401  (parse_min_face: for callers)
 
 # Large JPEGs are decoded reduced: to no less than DECODE_SIDE pixels on the longer side, and
 # never so small that a face of the smallest size asked for drops below a detector's 20-px window.
@@ -79,6 +81,18 @@ class ImageResult:
     linked_from: int | None = None  # the image whose results were copied (same content seen before)
 
 
+def _image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """The upright size from the header alone; (0, 0) when unreadable (decoding then reports why)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            return (height, width) if image.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (width, height)
+    except Exception:  # noqa: BLE001 - read_image names the problem
+        return 0, 0
+
+
 def read_for_detection(path: str | os.PathLike, min_face: int = MIN_FACE_SIZE) -> LoadedImage:
     """Decode as small as detection allows: faces of ``min_face`` pixels stay above the detector's window."""
     return read_image(path, max_side=DECODE_SIDE, min_scale=min(1.0, DETECTOR_WINDOW / min_face))
@@ -125,13 +139,71 @@ class PathPolicy:
         return "refused: path is outside the allowed roots"
 
 
+@dataclass
+class DetectedImages:
+    """A chunk after detection, before classification: what a detection process hands to the classifier.
+
+    ``faces`` holds every face crop as the model takes it, (N, 48, 48, 1) uint8; ``owners``
+    says which result and face each row belongs to.
+    """
+
+    results: list[ImageResult]
+    faces: np.ndarray
+    owners: list[tuple[int, int]]
+
+
+def detect_images(
+    items: Sequence[tuple[int, str]],
+    detector: FaceDetector,
+    policy: PathPolicy,
+    seconds: StageSeconds | None = None,
+    min_face: MinFace = MIN_FACE_SIZE,
+    digests: dict[int, str] | None = None,
+) -> DetectedImages:
+    """Read and detect the chunk's images (no TensorFlow); ``policy`` says which paths may be read.
+
+    ``digests`` holds content hashes already computed, by image id.
+    """
+    digests = digests or {}
+    seconds = seconds if seconds is not None else StageSeconds()
+    results: list[ImageResult] = []
+    crops: list[np.ndarray] = []
+    owners: list[tuple[int, int]] = []
+    for image_id, path in items:
+        started = time.perf_counter()
+        result = _detect_one(image_id, path, detector, policy, crops, seconds, min_face, digests.get(image_id))
+        owners.extend((len(results), face.index) for face in result.faces)
+        result.duration_ms = (time.perf_counter() - started) * 1000
+        results.append(result)
+    return DetectedImages(results, stack_faces(crops), owners)
+
+
+def classify_detected(chunks: Sequence[DetectedImages], classifier: EmotionClassifier,
+                      seconds: StageSeconds | None = None) -> None:
+    """Fill in the faces' probabilities of one or more detected chunks, all in one batched model call."""
+    seconds = seconds if seconds is not None else StageSeconds()
+    started = time.perf_counter()
+    with seconds.timing("classify"):
+        batch = [chunk.faces for chunk in chunks if len(chunk.faces)]
+        probabilities = classifier.predict_faces(np.concatenate(batch)) if batch else np.zeros((0, 0))
+    rows = iter(probabilities)
+    for chunk in chunks:
+        for result_index, face_index in chunk.owners:
+            chunk.results[result_index].faces[face_index].probabilities = [float(p) for p in next(rows)]
+    images = sum(len(chunk.results) for chunk in chunks)
+    share = (time.perf_counter() - started) * 1000 / max(images, 1)
+    for chunk in chunks:
+        for result in chunk.results:
+            result.duration_ms += share
+
+
 def annotate_images(
     items: Sequence[tuple[int, str]],
     detector: FaceDetector,
     classifier: EmotionClassifier,
     policy: PathPolicy,
     seconds: StageSeconds | None = None,
-    min_face: int = MIN_FACE_SIZE,
+    min_face: MinFace = MIN_FACE_SIZE,
     digests: dict[int, str] | None = None,
 ) -> list[ImageResult]:
     """Annotate the chunk's images; ``policy`` says which paths may be read.
@@ -139,25 +211,10 @@ def annotate_images(
     All faces of the chunk are classified in one batched model call. ``digests`` holds
     content hashes already computed, by image id.
     """
-    digests = digests or {}
     seconds = seconds if seconds is not None else StageSeconds()
-    results: list[ImageResult] = []
-    crops: list[np.ndarray] = []
-    owners: list[FaceResult] = []
-    for image_id, path in items:
-        started = time.perf_counter()
-        result = _detect_one(image_id, path, detector, policy, crops, owners, seconds, min_face, digests.get(image_id))
-        result.duration_ms = (time.perf_counter() - started) * 1000
-        results.append(result)
-    started = time.perf_counter()
-    with seconds.timing("classify"):
-        probabilities = classifier.predict(crops)
-    for face, row in zip(owners, probabilities):
-        face.probabilities = [float(p) for p in row]
-    share = (time.perf_counter() - started) * 1000 / max(len(results), 1)
-    for result in results:
-        result.duration_ms += share
-    return results
+    detected = detect_images(items, detector, policy, seconds, min_face, digests)
+    classify_detected([detected], classifier, seconds)
+    return detected.results
 
 
 def _detect_one(
@@ -166,9 +223,8 @@ def _detect_one(
     detector: FaceDetector,
     policy: PathPolicy,
     crops: list[np.ndarray],
-    owners: list[FaceResult],
     seconds: StageSeconds,
-    min_face: int,
+    min_face: MinFace,
     digest: str | None = None,
 ) -> ImageResult:
     refusal = policy.refusal(path)
@@ -179,7 +235,8 @@ def _detect_one(
         with seconds.timing("hash"):
             sha256 = digest or file_sha256(path)
         with seconds.timing("decode"):
-            loaded = read_for_detection(path, min_face)
+            pixels = min_face_pixels(min_face, *_image_size(path)) if isinstance(min_face, str) else min_face
+            loaded = read_for_detection(path, pixels)
     except ImageReadError as error:
         return ImageResult(image_id, "failed", error=str(error))
     except FileNotFoundError:
@@ -190,7 +247,7 @@ def _detect_one(
         image_id, "done", width=loaded.width, height=loaded.height, size=stat.st_size, mtime=stat.st_mtime, sha256=sha256
     )
     with seconds.timing("detect"):
-        boxes = sorted(detector.detect(loaded.gray, min_face * loaded.scale), key=lambda d: (d.y, d.x))
+        boxes = sorted(detector.detect(loaded.gray, pixels * loaded.scale), key=lambda d: (d.y, d.x))
     for index, box in enumerate(boxes):
         if box.w <= 0 or box.h <= 0:
             continue
@@ -204,6 +261,5 @@ def _detect_one(
             score=box.score,
         )
         result.faces.append(face)
-        crops.append(crop)
-        owners.append(face)
+        crops.append(to_face_array(crop))
     return result

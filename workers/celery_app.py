@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from celery import Celery
+from celery.utils.log import get_task_logger
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from db.session import database_url
@@ -17,6 +18,10 @@ VISIBILITY_TIMEOUT = int(os.environ.get("FER_VISIBILITY_TIMEOUT", "3600"))
 DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 # How often beat asks whether a schedule is due; a schedule's own time zone decides when it is.
 SCHEDULE_POLL_SECONDS = float(os.environ.get("FER_SCHEDULE_POLL_SECONDS", "60"))
+
+
+# The library logs where the model runs (device, batch size) to "fer.worker": into the worker's log.
+get_task_logger("fer.worker")
 
 
 def broker_url() -> str:

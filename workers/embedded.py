@@ -1,14 +1,28 @@
-"""Run a job's chunks in local processes: the same task code, no broker."""
+"""Run a job's chunks here, without a broker: detection processes feed one classifier.
+
+The processes read and detect (OpenCV, no TensorFlow); this process classifies every
+face and writes each chunk. The model loads once, in a background thread that starts
+once the processes exist, so it overlaps the first images' detection instead of
+delaying every process; short runs classify on OpenCV's DNN module and never import
+TensorFlow (`workers.classifier.backend_for`).
+"""
 
 from __future__ import annotations
 
+import math
 import multiprocessing
+import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from typing import Any
 
-from workers.annotate import StageSeconds
-from workers.tasks import process_chunk
+from workers.annotate import DetectedImages, StageSeconds, classify_detected
+from workers.classifier import EmotionClassifier, backend_for, get_classifier
+from workers.tasks import DetectedChunk, detect_chunk, engine_for, one_thread_per_process, write_chunk
+
+# Detection work is handed out in pieces of about 1/PIECES_PER_PROCESS of a process's
+# share, so the processes finish together even when a few large photos take seconds each.
+PIECES_PER_PROCESS = 16
 
 
 def run_locally(
@@ -19,32 +33,109 @@ def run_locally(
     processes: int,
     on_chunk_done: Callable[[int], None] | None = None,
 ) -> StageSeconds:
-    """Process every chunk; `on_chunk_done(images)` after each. An error in a chunk (or a crashed process)
-    cancels the chunks not started yet and propagates.
+    """Process every chunk; `on_chunk_done(images)` after each is written. An error in a chunk (or a crashed
+    process) cancels the chunks not started yet and propagates.
 
     Returns the seconds spent per stage, summed over all processes.
     """
+    from db.results import mark_running
+
     seconds = StageSeconds()
-    if processes <= 1:
-        for chunk in chunks:
-            seconds.add(process_chunk(database_url, job_id, chunk, options)["seconds"])
-            if on_chunk_done:
-                on_chunk_done(len(chunk))
+    if not chunks:
         return seconds
-    # spawn: a fresh interpreter per worker, so TensorFlow never sees a forked state.
-    context = multiprocessing.get_context("spawn")
-    pool = ProcessPoolExecutor(max_workers=processes, mp_context=context)
+    mark_running(engine_for(database_url), job_id)
+    one_thread_per_process()  # this process classifies beside the detection processes: no OpenCV threads of its own
+    pieces = split_into_pieces(chunks, processes)
+    left = [0] * len(chunks)
+    for index, _ in pieces:
+        left[index] += 1
+    found: dict[int, list[DetectedChunk]] = {}
+    pool = _detection_pool(processes)
+    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-model")
     try:
-        futures = {pool.submit(process_chunk, database_url, job_id, chunk, options): len(chunk) for chunk in chunks}
+        futures = {pool.submit(detect_chunk, database_url, job_id, ids, options): index for index, ids in pieces}
+        # Only now, with every detection process started (forked), may this process import TensorFlow.
+        backend = backend_for(sum(len(chunk) for chunk in chunks))
+        model: Future[EmotionClassifier] = loader.submit(get_classifier, options.get("model", "default"), backend)
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            complete: list[tuple[int, DetectedChunk]] = []
             for future in finished:
-                seconds.add(future.result()["seconds"])
-                if on_chunk_done:
-                    on_chunk_done(futures[future])
+                index = futures[future]
+                piece = future.result()
+                if piece is not None:
+                    found.setdefault(index, []).append(piece)
+                left[index] -= 1
+                if left[index] == 0:
+                    merged = merge_pieces(found.pop(index, []))
+                    if merged is None:  # nothing was pending in this chunk
+                        _done(on_chunk_done, len(chunks[index]))
+                    else:
+                        complete.append((index, merged))
+            if complete:
+                _classify_and_write(database_url, job_id, [chunk for _, chunk in complete], model, seconds)
+                for index, _ in complete:
+                    _done(on_chunk_done, len(chunks[index]))
     except BaseException:
         pool.shutdown(wait=False, cancel_futures=True)
         raise
+    finally:
+        loader.shutdown(wait=False)
     pool.shutdown(wait=True)
     return seconds
+
+
+def _done(on_chunk_done: Callable[[int], None] | None, images: int) -> None:
+    if on_chunk_done:
+        on_chunk_done(images)
+
+
+def _classify_and_write(database_url: str, job_id: int, chunks: list[DetectedChunk],
+                        model: Future[EmotionClassifier], seconds: StageSeconds) -> None:
+    """All faces of the chunks in one model call, then one transaction per chunk."""
+    classify = StageSeconds()
+    if any(len(chunk.detected.faces) for chunk in chunks):
+        classify_detected([chunk.detected for chunk in chunks], model.result(), classify)
+    seconds.add(classify.as_dict())
+    for chunk in chunks:
+        write_chunk(database_url, job_id, chunk)
+        seconds.add(chunk.seconds.as_dict())
+
+
+def split_into_pieces(chunks: Sequence[list[int]], processes: int) -> list[tuple[int, list[int]]]:
+    """(chunk index, image ids) pieces for the detection processes: chunks split evenly, none over the chunk size."""
+    total = sum(len(chunk) for chunk in chunks)
+    size = max(1, math.ceil(total / (max(processes, 1) * PIECES_PER_PROCESS)))
+    pieces = []
+    for index, chunk in enumerate(chunks):
+        count = max(1, math.ceil(len(chunk) / size))
+        step = len(chunk) / count
+        pieces += [(index, chunk[round(i * step) : round((i + 1) * step)]) for i in range(count)]
+    return pieces
+
+
+def merge_pieces(pieces: list[DetectedChunk]) -> DetectedChunk | None:
+    """One chunk from its detected pieces (in any order), or None when no piece had pending images."""
+    import numpy as np
+
+    if not pieces:
+        return None
+    results, faces, owners = [], [], []
+    seconds = StageSeconds()
+    for piece in pieces:
+        owners += [(len(results) + result, face) for result, face in piece.detected.owners]
+        results += piece.detected.results
+        faces.append(piece.detected.faces)
+        seconds.add(piece.seconds.as_dict())
+    return DetectedChunk(pieces[0].model_id, DetectedImages(results, np.concatenate(faces), owners), seconds)
+
+
+def _detection_pool(processes: int) -> Executor:
+    if processes <= 1:
+        # One process: detection in a thread (OpenCV and Pillow release the GIL) beside the model loading.
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-detect")
+    # fork is fast and safe while TensorFlow is not loaded here (the model loads after the fork);
+    # where it is (an embedding program, the tests), spawn gives fresh interpreters.
+    method = "fork" if "tensorflow" not in sys.modules and "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    return ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context(method))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
@@ -13,7 +14,10 @@ from db.results import annotated_content, ensure_model, mark_running, pending_pa
 from db.session import make_engine
 from fer_model.classes import CLASSES
 from fer_model.files import file_sha256
-from workers.annotate import MIN_FACE_SIZE, FaceResult, ImageResult, PathPolicy, StageSeconds, annotate_images
+from workers.annotate import (
+    MIN_FACE_SIZE, DetectedImages, FaceResult, ImageResult, PathPolicy, StageSeconds, classify_detected, detect_images,
+    parse_min_face,
+)
 from workers.classifier import get_classifier, model_identity
 from workers.detection import DEFAULT_DETECTOR, get_detector
 
@@ -63,8 +67,16 @@ def engine_for(database_url: str) -> Engine:
     return make_engine(database_url)
 
 
+def _forget_engines_in_child() -> None:
+    # A forked process must not use (or close) its parent's connections: start with fresh pools.
+    engine_for.cache_clear()
+
+
+os.register_at_fork(after_in_child=_forget_engines_in_child)
+
+
 @cache
-def _one_thread_per_process() -> None:
+def one_thread_per_process() -> None:
     """Workers scale by processes (one per core); OpenCV's own threads would make them fight over cores."""
     import cv2
 
@@ -79,33 +91,61 @@ def process_chunk(database_url: str, job_id: int, image_ids: list[int], options:
     renamed, duplicated) get copies of those results instead of being computed again.
     Returns counts and the seconds spent in each stage (JSON-ready).
     """
-    _one_thread_per_process()
+    chunk = detect_chunk(database_url, job_id, image_ids, options)
+    if chunk is None:
+        return {"job": job_id, "images": 0, "faces": 0, "linked": 0, "seconds": StageSeconds().as_dict()}
+    mark_running(engine_for(database_url), job_id)
+    if len(chunk.detected.faces):  # a chunk of copies or of photos without faces needs no model
+        classify_detected([chunk.detected], get_classifier(options.get("model", "default")), chunk.seconds)
+    return write_chunk(database_url, job_id, chunk)
+
+
+@dataclass
+class DetectedChunk:
+    """A chunk read and detected, waiting for classification and writing (picklable, no TensorFlow)."""
+
+    model_id: int
+    detected: DetectedImages
+    seconds: StageSeconds
+
+
+def detect_chunk(database_url: str, job_id: int, image_ids: list[int], options: dict[str, Any]) -> DetectedChunk | None:
+    """Everything of `process_chunk` before classification; None when none of the images is pending.
+
+    It reads the database but writes nothing, imports no TensorFlow, and runs in detection
+    processes that feed one classifier.
+    """
+    one_thread_per_process()
     engine = engine_for(database_url)
     items = pending_paths(engine, job_id, image_ids)
     if not items:
-        return {"job": job_id, "images": 0, "faces": 0, "linked": 0, "seconds": StageSeconds().as_dict()}
-    model_name = options.get("model", "default")
-    model_id = ensure_model(engine, model_identity(model_name))
-    mark_running(engine, job_id)
+        return None
+    model_id = ensure_model(engine, model_identity(options.get("model", "default")))
     seconds = StageSeconds()
     rules = path_policy(options)
-    results: list[ImageResult] = []
+    copies: list[ImageResult] = []
     digests: dict[int, str] = {}
     if options.get("incremental"):
-        results, items, digests = _link_known_content(engine, model_id, items, rules, seconds)
-    if items:
-        results += annotate_images(
-            items, get_detector(options.get("detector", DEFAULT_DETECTOR)), get_classifier(model_name), rules, seconds,
-            int(options.get("min_face", MIN_FACE_SIZE)), digests,
-        )
-    with seconds.timing("write"):
-        record_chunk(engine, job_id, model_id, results)
+        copies, items, digests = _link_known_content(engine, model_id, items, rules, seconds)
+    detected = detect_images(items, get_detector(options.get("detector", DEFAULT_DETECTOR)), rules, seconds,
+                             parse_min_face(options.get("min_face", MIN_FACE_SIZE)), digests)
+    # Copies come first; the owners of the detected faces shift by as many places.
+    detected = DetectedImages(copies + detected.results, detected.faces,
+                              [(len(copies) + result, face) for result, face in detected.owners])
+    return DetectedChunk(model_id, detected, seconds)
+
+
+def write_chunk(database_url: str, job_id: int, chunk: DetectedChunk) -> dict[str, Any]:
+    """Write a classified chunk in one transaction; returns its counts and stage seconds."""
+    results = chunk.detected.results
+    with chunk.seconds.timing("write"):
+        record_chunk(engine_for(database_url), job_id, chunk.model_id, results)
     return {
         "job": job_id,
         "images": len(results),
         "faces": sum(len(r.faces) for r in results),
         "linked": sum(r.linked_from is not None for r in results),
-        "seconds": seconds.as_dict(),
+        "seconds": chunk.seconds.as_dict(),
     }
 
 

@@ -1,0 +1,24 @@
+"""Click parameter types shared by the commands."""
+
+from __future__ import annotations
+
+import click
+
+from workers.min_face import parse_min_face
+
+
+class MinFaceType(click.ParamType):
+    """`--min-face 48` (pixels) or `--min-face 2%` (of each photo's shorter side)."""
+
+    name = "PIXELS|PERCENT"
+
+    def convert(self, value, param, ctx):
+        try:
+            return parse_min_face(value)
+        except ValueError as error:
+            self.fail(str(error).replace("invalid literal for int() with base 10", "not a number"), param, ctx)
+
+
+MIN_FACE = MinFaceType()
+MIN_FACE_HELP = ("Smallest face to look for: pixels of the photo (the model sees 48x48), or a share of each photo's "
+                 "shorter side such as 2% (never under 24 px).")

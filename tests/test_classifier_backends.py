@@ -1,0 +1,84 @@
+"""The classifier on OpenCV's DNN module gives the Keras model's probabilities, without TensorFlow."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fer_model.registry import load_model, resolve_model
+from workers.opencv_classifier import OpenCVEmotionModel, UnsupportedModel
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _faces(count: int = 64) -> np.ndarray:
+    rng = np.random.default_rng(3)
+    smooth = rng.integers(0, 256, size=(count, 12, 12), dtype=np.uint8).repeat(4, axis=1).repeat(4, axis=2)
+    return np.clip(smooth + rng.integers(0, 30, size=smooth.shape), 0, 255).astype(np.uint8)[..., None]
+
+
+def test_opencv_translation_matches_keras_on_the_committed_model():
+    ref = resolve_model("default")
+    faces = _faces()
+    expected = np.asarray(load_model(ref).predict_on_batch(faces.astype(np.float32)))
+    got = OpenCVEmotionModel(ref.path).predict_faces(faces)
+    assert got.shape == expected.shape
+    assert np.abs(got - expected).max() < 1e-4
+    assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
+
+
+def test_a_layer_it_does_not_translate_leaves_the_model_to_keras(tmp_path, monkeypatch):
+    import keras
+
+    inputs = keras.Input((48, 48, 1))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(x))
+    path = tmp_path / "gap.keras"
+    model.save(path)
+    with pytest.raises(UnsupportedModel, match="GlobalAveragePooling2D"):
+        OpenCVEmotionModel(path)
+    from workers.classifier import EmotionClassifier
+
+    monkeypatch.delenv("FER_CLASSIFIER_BACKEND", raising=False)
+    classifier = EmotionClassifier(str(path), backend="opencv")
+    assert classifier.backend == "keras"
+    assert classifier.predict_faces(_faces(3)).shape == (3, 7)
+
+
+def test_short_runs_use_opencv_and_long_lived_workers_keras(monkeypatch):
+    from workers import classifier
+
+    monkeypatch.delenv("FER_CLASSIFIER_BACKEND", raising=False)
+    monkeypatch.setattr("workers.devices.visible_gpus", lambda: [])
+    assert classifier.backend_for(1000) == "opencv"
+    assert classifier.backend_for(classifier.OPENCV_MAX_IMAGES + 1) == "keras"
+    assert classifier.backend_for(None) == "keras"  # a Celery worker: TensorFlow's start-up is paid once
+    monkeypatch.setenv("FER_CLASSIFIER_BACKEND", "opencv")
+    assert classifier.backend_for(None) == "opencv"
+    monkeypatch.setenv("FER_CLASSIFIER_BACKEND", "keras")
+    assert classifier.backend_for(10) == "keras"
+
+
+def test_gpu_machines_classify_with_keras(monkeypatch):
+    from workers import classifier
+    from workers.devices import Device
+
+    monkeypatch.delenv("FER_CLASSIFIER_BACKEND", raising=False)
+    monkeypatch.setattr("workers.devices.visible_gpus", lambda: [Device("GPU", "NVIDIA H100")])
+    assert classifier.backend_for(10) == "keras"
+
+
+def test_a_short_run_classifies_without_importing_tensorflow():
+    code = (
+        "import sys; from workers.classifier import EmotionClassifier, backend_for; import numpy as np\n"
+        "c = EmotionClassifier('default', backend_for(1000)); p = c.predict_faces(np.zeros((2, 48, 48, 1), np.uint8))\n"
+        "print(c.backend, p.shape, 'tensorflow' in sys.modules)"
+    )
+    output = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                            env={"PATH": "/usr/bin:/bin", "FER_CLASSIFIER_BACKEND": "auto"}).stdout
+    assert output.split() == ["opencv", "(2,", "7)", "False"]
