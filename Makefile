@@ -28,6 +28,7 @@ evaluate: install
 bench: install bench-peer
 	$(BIN)/python bench/classifier.py
 	$(BIN)/python bench/pipeline.py --peer-python .bench/fer-peer/bin/python
+	$(BIN)/python bench/ratio.py --peer-python .bench/fer-peer/bin/python
 
 bench-peer: .bench/fer-peer/.installed
 

@@ -67,7 +67,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="timed passes; the best is reported")
     args = parser.parse_args()
 
-    from workers.classifier import EmotionClassifier
+    from workers.classifier import EmotionClassifier, backend_for
 
     faces, source = load_faces(args.faces)
     print(f"{len(faces)} {source}; {os.cpu_count()} CPU cores; best of {args.repeats} passes")
@@ -75,7 +75,7 @@ def main() -> None:
         for recipe in args.recipe:
             rate = faces_per_second(EmotionClassifier(str(untrained_model_file(recipe, Path(folder)))), faces, args.repeats)
             print(f"recipe {recipe} (untrained architecture): {rate:,.0f} faces/s")
-    classifier = EmotionClassifier(args.model)
+    classifier = EmotionClassifier(args.model, backend_for(None))
     rate = faces_per_second(classifier, faces, args.repeats)
     verdict = "meets" if rate >= TARGET_FACES_PER_SECOND else "BELOW"
     print(f"model {classifier.identity.name} ({classifier.identity.version}): {rate:,.0f} faces/s ({verdict} the {TARGET_FACES_PER_SECOND:,}/s target; backend {classifier.backend})")
