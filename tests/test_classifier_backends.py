@@ -31,16 +31,35 @@ def test_opencv_translation_matches_keras_on_the_committed_model():
     assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
 
 
+def test_opencv_translation_matches_keras_on_the_default_recipe_with_average_pooling(tmp_path):
+    """Global average pooling, folded batch norms (with non-trivial statistics) and a baked temperature."""
+    from fer_model.calibration import with_temperature
+    from fer_model.recipes import get_recipe
+
+    model = with_temperature(get_recipe("default").build(3), 1.3)
+    rng = np.random.default_rng(5)
+    for layer in model.layers:
+        if "bn" in layer.name:
+            layer.set_weights([rng.uniform(0.5, 1.5, size=w.shape).astype(np.float32) for w in layer.get_weights()])
+    path = tmp_path / "default.keras"
+    model.save(path)
+    faces = _faces()
+    expected = np.asarray(model.predict_on_batch(faces.astype(np.float32)))
+    got = OpenCVEmotionModel(path).predict_faces(faces)
+    assert np.abs(got - expected).max() < 1e-4
+    assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
+
+
 def test_a_layer_it_does_not_translate_leaves_the_model_to_keras(tmp_path, monkeypatch):
     import keras
 
     inputs = keras.Input((48, 48, 1))
     x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
-    x = keras.layers.GlobalAveragePooling2D()(x)
+    x = keras.layers.GlobalMaxPooling2D()(x)
     model = keras.Model(inputs, keras.layers.Dense(7, activation="softmax")(x))
-    path = tmp_path / "gap.keras"
+    path = tmp_path / "gmp.keras"
     model.save(path)
-    with pytest.raises(UnsupportedModel, match="GlobalAveragePooling2D"):
+    with pytest.raises(UnsupportedModel, match="GlobalMaxPooling2D"):
         OpenCVEmotionModel(path)
     from workers.classifier import EmotionClassifier
 

@@ -2,7 +2,7 @@
 
 Importing TensorFlow and loading a model takes about 5 s of CPU per process, more than
 classifying a thousand faces. For the plain convolutional models this project trains
-(convolutions, batch norm, ReLU, max pooling, dense layers, softmax), the `.keras` file's
+(convolutions, batch norm, ReLU, max or global average pooling, dense layers, softmax), the `.keras` file's
 layers are translated into a network for `cv2.dnn` (a Darknet description and weights
 written in memory: OpenCV reads it from bytes, and the format needs no protobuf), with
 batch norm folded into the layer before it. The layers OpenCV lacks run in NumPy around
@@ -168,6 +168,13 @@ def _translate(config: dict, weights) -> tuple[str, bytes, tuple[int, int] | Non
             size = (size[0] // 2, size[1] // 2, size[2])
         elif kind == "Flatten":
             flush()
+            flattened = True
+        elif kind == "GlobalAveragePooling2D":
+            flush()
+            if cfg.get("keepdims") or cfg.get("data_format", "channels_last") != "channels_last":
+                raise UnsupportedModel(f"pooling {cfg['name']}")
+            sections.append("[avgpool]\n")
+            size = (size[2],)  # type: ignore[assignment]
             flattened = True
         elif kind == "Dense":
             flush()
