@@ -215,7 +215,7 @@ def submit(paths, recursive, ext, chunk_size, model, detector, min_face, increme
 def _enqueue(engine, job_id: int, ids: list[int], options: dict[str, Any]) -> None:
     """Queue the images in chunks, for this database. Ctrl-C or SIGTERM part-way marks the job 'interrupted'."""
     from db.results import database_identity, mark_job
-    from workers.celery_app import queue_chunks
+    from workers.queueing import queue_chunks
 
     def stop(signum, frame):
         raise KeyboardInterrupt
@@ -399,7 +399,7 @@ def _process_here(engine, db_url: str | None, job_id: int, ids: list[int], optio
 
 def _failed(engine, job_id: int, error: BaseException, resume_command: str) -> None:
     from db.results import mark_job
-    from workers.tasks import failure_reason
+    from workers.chunks import failure_reason
 
     reason = failure_reason(error)
     mark_job(engine, job_id, "failed", reason)

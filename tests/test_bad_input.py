@@ -23,7 +23,7 @@ from db.models import Face
 from db.models import Image as ImageRow
 from db.results import create_job, image_ids
 from db.session import make_engine
-from workers.tasks import process_chunk
+from workers.chunks import process_chunk
 
 # Real photos, real servers or whole benchmark runs: the full suite (`make test`), not the fast lane.
 pytestmark = pytest.mark.slow

@@ -113,12 +113,12 @@ def test_a_job_whose_detector_cannot_run_fails_with_its_reason_and_retry_changes
 
 def test_an_error_inside_a_run_ends_the_job_as_failed_in_one_line(two_photos, sqlite_url, monkeypatch):
     import workers.embedded
-    import workers.tasks
+    import workers.chunks
 
     def broken_classifier(name, *backend):
         raise OSError("the model file went away")
 
-    monkeypatch.setattr(workers.tasks, "get_classifier", broken_classifier)
+    monkeypatch.setattr(workers.chunks, "get_classifier", broken_classifier)
     monkeypatch.setattr(workers.embedded, "get_classifier", broken_classifier)
     result = run("annotate", str(two_photos), "--db", sqlite_url, "--processes", "1")
     assert result.exit_code == 1
@@ -130,7 +130,7 @@ def test_an_error_inside_a_run_ends_the_job_as_failed_in_one_line(two_photos, sq
 
 
 def test_a_chunk_a_worker_cannot_run_ends_its_job_as_failed(two_photos, sqlite_url, monkeypatch):
-    from workers.celery_app import annotate_chunk
+    from workers.tasks import annotate_chunk
     from workers.detection import UnknownDetector
 
     assert run("db", "upgrade", "--db", sqlite_url).exit_code == 0
@@ -145,7 +145,7 @@ def test_a_chunk_a_worker_cannot_run_ends_its_job_as_failed(two_photos, sqlite_u
 
 
 def test_cancel_ends_a_queued_job_and_its_pending_images_are_not_processed(two_photos, sqlite_url):
-    from workers.tasks import process_chunk
+    from workers.chunks import process_chunk
 
     assert run("db", "upgrade", "--db", sqlite_url).exit_code == 0
     engine = make_engine(sqlite_url)
@@ -296,8 +296,8 @@ def _queued_messages(client) -> list[dict]:
 @pytest.mark.slow
 def test_each_database_has_an_identity_that_every_task_carries_and_workers_check(two_photos, tmp_path, postgres_url,
                                                                                   broker, monkeypatch):
-    from workers.celery_app import annotate_chunk
-    from workers.tasks import WrongDatabase
+    from workers.tasks import annotate_chunk
+    from workers.chunks import WrongDatabase
 
     submitter = f"sqlite:///{tmp_path / 'submitter.db'}"
     assert run("db", "upgrade", "--db", submitter).exit_code == 0
