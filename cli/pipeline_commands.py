@@ -47,7 +47,7 @@ def _discover(paths: tuple[str, ...], recursive: bool, ext: str,
 def _prepare(engine, paths: tuple[str, ...], files: list[str], options: dict[str, Any], ext: str,
              skipped: list[tuple[str, str]] | None = None):
     """Record the job; an incremental run over folders another run is still annotating stops here (exit 75)."""
-    from db.results import set_files_skipped
+    from db.writes import set_files_skipped
     from workers.submission import NoImages, RunStillGoing, prepare_job
 
     try:
@@ -155,7 +155,8 @@ def annotate(paths, recursive, ext, chunk_size, model, detector, min_face, incre
         fer annotate ~/Pictures/archive
         fer annotate /srv/photos --follow-symlinks --format json > report.json
     """
-    from db.results import finish_job_if_complete, job_summary
+    from db.reads import job_summary
+    from db.writes import finish_job_if_complete
     from workers.annotate import StageSeconds
 
     started = time.monotonic()
@@ -205,7 +206,7 @@ def submit(paths, recursive, ext, chunk_size, model, detector, min_face, increme
     click.echo(job_id)
     if wait:
         _wait_for(engine, job_id)
-        from db.results import job_summary
+        from db.reads import job_summary
 
         summary = job_summary(engine, job_id)
         _print_report(summary, "table")
@@ -214,7 +215,8 @@ def submit(paths, recursive, ext, chunk_size, model, detector, min_face, increme
 
 def _enqueue(engine, job_id: int, ids: list[int], options: dict[str, Any]) -> None:
     """Queue the images in chunks, for this database. Ctrl-C or SIGTERM part-way marks the job 'interrupted'."""
-    from db.results import database_identity, mark_job
+    from db.reads import database_identity
+    from db.writes import mark_job
     from workers.queueing import queue_chunks
 
     def stop(signum, frame):
@@ -280,7 +282,8 @@ def retry(job, failed, local, processes, chunk_size, model, detector, min_face, 
         fer retry 3 --local --detector haar     # job 3 failed on a detector that is not installed
         fer retry 3 --failed --wait
     """
-    from db.results import job_options, job_summary, reopen_job, update_job_options
+    from db.reads import job_options, job_summary
+    from db.writes import reopen_job, update_job_options
 
     engine = existing_engine(db_url)
     options = job_options(engine, job)
@@ -320,7 +323,7 @@ def cancel(job, db_url) -> None:
     Workers drop its queued chunks as they reach them; the images already done stay.
     `fer retry JOB` reopens it.
     """
-    from db.results import cancel_job
+    from db.writes import cancel_job
 
     engine = existing_engine(db_url)
     job_id = _resolve_job(engine, job)
@@ -362,7 +365,7 @@ def worker(concurrency, pool, broker, db_url, loglevel) -> None:
 
 
 def _resolve_job(engine, job: int | None) -> int:
-    from db.results import latest_job_id
+    from db.reads import latest_job_id
 
     job_id = job if job is not None else latest_job_id(engine)
     if job_id is None:
@@ -398,7 +401,7 @@ def _process_here(engine, db_url: str | None, job_id: int, ids: list[int], optio
 
 
 def _failed(engine, job_id: int, error: BaseException, resume_command: str) -> None:
-    from db.results import mark_job
+    from db.writes import mark_job
     from workers.chunks import failure_reason
 
     reason = failure_reason(error)
@@ -408,7 +411,7 @@ def _failed(engine, job_id: int, error: BaseException, resume_command: str) -> N
 
 
 def _interrupted(engine, job_id: int, resume_command: str) -> None:
-    from db.results import mark_job
+    from db.writes import mark_job
 
     mark_job(engine, job_id, "interrupted", "interrupted (Ctrl-C or SIGTERM)")
     fail(f"interrupted; job {job_id} keeps what was finished; finish it with `{resume_command}`",
@@ -435,7 +438,7 @@ def _wait_for(engine, job_id: int, poll: float = 1.0, timeout: float | None = No
 
     When nothing has moved for FER_NO_WORKER_SECONDS (30) and no worker answers a ping, say so once.
     """
-    from db.results import job_summary
+    from db.reads import job_summary
     from kombu.utils.url import maybe_sanitize_url
 
     from workers.celery_app import broker_url
@@ -482,7 +485,7 @@ def _wait_for(engine, job_id: int, poll: float = 1.0, timeout: float | None = No
 @click.option("--db", "db_url", help=DB_HELP)
 def status(job, wait, timeout, broker, db_url) -> None:
     """Progress of JOB (default: the latest); after a run that changed nothing, also the whole archive."""
-    from db.results import archive_summary, job_summary
+    from db.reads import archive_summary, job_summary
 
     engine = existing_engine(db_url)
     job_id = _resolve_job(engine, job)
@@ -551,7 +554,7 @@ def report(job, run, since, whole_archive, by, output_format, output, db_url) ->
         fer report --all --format json  # every file's latest annotation
         fer report --since 2026-11-01
     """
-    from db.results import archive_summary, breakdown, job_summary, since_summary
+    from db.reads import archive_summary, breakdown, job_summary, since_summary
 
     if job is not None and run is not None and job != run:
         fail("give the job either as JOB or as --run, not both")
@@ -742,7 +745,7 @@ def export(job, output_format, failed, output, db_url) -> None:
     """
     from sqlalchemy import text
 
-    from db.results import job_summary
+    from db.reads import job_summary
 
     engine = existing_engine(db_url)
     job = _resolve_job(engine, job)

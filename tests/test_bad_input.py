@@ -21,7 +21,8 @@ from tests.conftest import annotate_json
 from cli.output import EXIT_PARTIAL
 from db.models import Face
 from db.models import Image as ImageRow
-from db.results import create_job, image_ids
+from db.reads import image_ids
+from db.writes import create_job
 from db.session import make_engine
 from workers.chunks import process_chunk
 

@@ -24,7 +24,8 @@ from cli.main import fer
 from cli.output import EXIT_NOT_STARTED, EXIT_PARTIAL
 from db.models import Image as ImageRow
 from db.models import Job
-from db.results import create_job, database_identity, image_ids
+from db.reads import database_identity, image_ids
+from db.writes import create_job
 from db.session import make_engine
 from tests.conftest import REPO_ROOT
 

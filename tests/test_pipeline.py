@@ -95,7 +95,7 @@ def test_report_counts_match_the_tables_and_probabilities_sum_to_one(embedded_ru
 
 def test_rerunning_a_finished_chunk_changes_nothing(embedded_run):
     """A redelivered task finds its images done and writes nothing; a forced rewrite replaces, never duplicates."""
-    from db.results import image_ids
+    from db.reads import image_ids
     from workers.chunks import process_chunk
 
     url, report = embedded_run
@@ -221,7 +221,8 @@ def test_report_breakdowns_add_up(embedded_run, by, tmp_path):
 
 
 def test_workers_refuse_paths_outside_the_allowed_roots(embedded_run, tmp_path, monkeypatch):
-    from db.results import create_job, image_ids
+    from db.reads import image_ids
+    from db.writes import create_job
     from workers.chunks import process_chunk
 
     url, report = embedded_run

@@ -10,10 +10,11 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from db.records import FaceResult, ImageResult
 from fer_model.faces import stack_faces, to_face_array
 from fer_model.files import file_sha256
 from workers.classifier import EmotionClassifier
@@ -53,32 +54,6 @@ class StageSeconds:
 
     def as_dict(self) -> dict[str, float]:
         return {stage: round(seconds, 4) for stage, seconds in asdict(self).items()}
-
-
-@dataclass
-class FaceResult:
-    index: int
-    x: int
-    y: int
-    w: int
-    h: int
-    score: float
-    probabilities: list[float] = field(default_factory=list)
-
-
-@dataclass
-class ImageResult:
-    image_id: int
-    status: str
-    error: str | None = None
-    width: int | None = None
-    height: int | None = None
-    size: int | None = None
-    mtime: float | None = None
-    sha256: str | None = None
-    duration_ms: float = 0.0
-    faces: list[FaceResult] = field(default_factory=list)
-    linked_from: int | None = None  # the image whose results were copied (same content seen before)
 
 
 def _image_size(path: str | os.PathLike) -> tuple[int, int]:

@@ -10,12 +10,14 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from db.results import annotated_content, ensure_model, mark_running, pending_paths, record_chunk
+from db.reads import annotated_content, pending_paths
+from db.records import FaceResult, ImageResult
+from db.writes import ensure_model, mark_running, record_chunk
 from db.session import make_engine
 from fer_model.classes import CLASSES
 from fer_model.files import file_sha256
 from workers.annotate import (
-    MIN_FACE_SIZE, DetectedImages, FaceResult, ImageResult, PathPolicy, StageSeconds, classify_detected, detect_images,
+    MIN_FACE_SIZE, DetectedImages, PathPolicy, StageSeconds, classify_detected, detect_images,
     parse_min_face,
 )
 from workers.classifier import get_classifier, model_identity
@@ -49,7 +51,7 @@ def failure_reason(error: BaseException) -> str:
 
 def check_database(engine: Engine, expected: str | None) -> None:
     """Refuse a task queued for another database (a crossed deployment); tasks without an identity pass."""
-    from db.results import database_identity
+    from db.reads import database_identity
 
     if expected is None:
         return
@@ -63,7 +65,7 @@ def check_database(engine: Engine, expected: str | None) -> None:
 
 def fail_job(database_url: str, job_id: int, error: Exception) -> None:
     """A chunk that cannot run (a detector missing on this worker, a damaged model) ends its job as failed, with why."""
-    from db.results import mark_job
+    from db.writes import mark_job
 
     mark_job(engine_for(database_url), job_id, "failed", failure_reason(error))
 

@@ -38,7 +38,7 @@ def run_locally(
 
     Returns the seconds spent per stage, summed over all processes.
     """
-    from db.results import mark_running
+    from db.writes import mark_running
 
     seconds = StageSeconds()
     if not chunks:

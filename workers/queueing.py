@@ -25,6 +25,6 @@ def queue_chunks(job_id: int, image_ids: list[int], options: dict[str, Any], dat
 
 def queue_chunks_for(engine: Engine) -> Callable[[int, list[int], dict[str, Any]], None]:
     """``queue_chunks`` bound to the identity of the database ``engine`` writes to."""
-    from db.results import database_identity
+    from db.reads import database_identity
 
     return partial(queue_chunks, database_id=database_identity(engine))

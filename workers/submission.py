@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import Engine
 
 from db.incremental import FileState, RunPlan, create_planned_job, model_id_for, plan_run, running_job_over
-from db.results import create_job, finish_job_if_complete, image_ids
+from db.reads import image_ids
+from db.writes import create_job, finish_job_if_complete
 from workers.classifier import model_identity
 
 
