@@ -166,7 +166,7 @@ def annotate(paths, recursive, ext, chunk_size, model, detector, min_face, incre
     job = _prepare(engine, paths, files, options, ext, skipped)
     stage_seconds = StageSeconds()
     if job.image_ids:
-        stage_seconds = _process_here(engine, db_url, job.job_id, job.image_ids, options, processes)
+        stage_seconds = _run_locally(engine, db_url, job.job_id, job.image_ids, options, processes)
     job_id = job.job_id
     finish_job_if_complete(engine, job_id)
     summary = job_summary(engine, job_id)
@@ -303,7 +303,7 @@ def retry(job, failed, local, processes, chunk_size, model, detector, min_face, 
     ids = reopen_job(engine, job, include_failed=failed)
     console.print(f"Job {job}: {plural(len(ids), 'image')} to process" + ("" if ids else "; nothing to do"))
     if ids and local:
-        _process_here(engine, db_url, job, ids, options, processes, f"fer retry {job} --local")
+        _run_locally(engine, db_url, job, ids, options, processes, f"fer retry {job} --local")
     elif ids:
         _enqueue(engine, job, ids, options)
         if wait:
@@ -373,14 +373,14 @@ def _resolve_job(engine, job: int | None) -> int:
     return job_id
 
 
-def _process_here(engine, db_url: str | None, job_id: int, ids: list[int], options: dict[str, Any], processes: int,
+def _run_locally(engine, db_url: str | None, job_id: int, ids: list[int], options: dict[str, Any], processes: int,
                   resume_command: str | None = None):
     """Run the images' chunks in local processes with a progress bar.
 
     Ctrl-C marks the job interrupted; any other error marks it failed with the reason, in one line.
     """
     from db.session import database_url
-    from workers.embedded import run_locally
+    from workers.local import run_locally
 
     resume_command = resume_command or f"fer retry {job_id} --local"
     chunks = chunked(ids, int(options.get("chunk_size", DEFAULT_CHUNK_SIZE)))

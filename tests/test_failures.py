@@ -113,14 +113,14 @@ def test_a_job_whose_detector_cannot_run_fails_with_its_reason_and_retry_changes
 
 
 def test_an_error_inside_a_run_ends_the_job_as_failed_in_one_line(two_photos, sqlite_url, monkeypatch):
-    import workers.embedded
+    import workers.local
     import workers.chunks
 
     def broken_classifier(name, *backend):
         raise OSError("the model file went away")
 
     monkeypatch.setattr(workers.chunks, "get_classifier", broken_classifier)
-    monkeypatch.setattr(workers.embedded, "get_classifier", broken_classifier)
+    monkeypatch.setattr(workers.local, "get_classifier", broken_classifier)
     result = run("annotate", str(two_photos), "--db", sqlite_url, "--processes", "1")
     assert result.exit_code == 1
     assert result.output.splitlines()[-1].startswith("Error: job 1 failed: OSError: the model file went away.")
