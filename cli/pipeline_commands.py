@@ -47,6 +47,7 @@ def _discover(paths: tuple[str, ...], recursive: bool, ext: str,
 def _prepare(engine, paths: tuple[str, ...], files: list[str], options: dict[str, Any], ext: str,
              skipped: list[tuple[str, str]] | None = None):
     """Record the job; an incremental run over folders another run is still annotating stops here (exit 75)."""
+    from db.incremental import STALE_RUN_HOURS
     from db.writes import set_files_skipped
     from workers.submission import NoImages, RunStillGoing, prepare_job
 
@@ -57,7 +58,7 @@ def _prepare(engine, paths: tuple[str, ...], files: list[str], options: dict[str
     except RunStillGoing as error:
         fail(
             f"not started: job {error.job_id} over the same folders is still running (it counts as running until "
-            f"{os.environ.get('FER_STALE_RUN_HOURS', '12')} h without progress). If its process died, end it with "
+            f"{STALE_RUN_HOURS:g} h without progress). If its process died, end it with "
             f"`fer cancel {error.job_id}` or finish it with `fer retry {error.job_id} --local`.",
             exit_code=EXIT_NOT_STARTED,
         )

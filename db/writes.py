@@ -13,6 +13,7 @@ from sqlalchemy import Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from db.incremental import RunPlan
 from db.models import ENDED_STATUSES, Face, Image, Job, Model, utcnow
 from db.reads import status_counts
 from db.records import ImageResult, ModelIdentity
@@ -23,23 +24,28 @@ INSERT_BATCH = 1000
 
 
 def create_job(engine: Engine, roots: Sequence[str], options: dict[str, Any], paths: Iterable[str]) -> int:
-    """Record a job and one pending image row per path, in one transaction."""
+    """Record a full pass: the job and one pending image row per path, in one transaction."""
+    return create_planned_job(engine, roots, options, RunPlan(to_annotate=[(path, None) for path in paths]))
+
+
+def create_planned_job(
+    engine: Engine, roots: Sequence[str], options: dict[str, Any], plan: RunPlan, schedule_id: int | None = None
+) -> int:
+    """Record the job, its pending images and the missing marks, in one transaction."""
     with Session(engine) as session, session.begin():
-        job = Job(roots=list(roots), options=options, status="pending")
+        job = Job(
+            roots=list(roots), options=options, status="pending", images_total=len(plan.to_annotate),
+            images_unchanged=plan.unchanged, images_missing=plan.missing_paths, schedule_id=schedule_id,
+        )
         session.add(job)
         session.flush()
-        batch: list[dict[str, Any]] = []
-        total = 0
-        for path in paths:
-            batch.append({"job_id": job.id, "path": path, "status": "pending"})
-            if len(batch) >= INSERT_BATCH:
-                session.execute(insert(Image), batch)
-                total += len(batch)
-                batch = []
-        if batch:
-            session.execute(insert(Image), batch)
-            total += len(batch)
-        job.images_total = total
+        rows = [{"job_id": job.id, "path": path, "status": "pending", "change": change} for path, change in plan.to_annotate]
+        for start in range(0, len(rows), INSERT_BATCH):
+            session.execute(insert(Image), rows[start : start + INSERT_BATCH])
+        now = utcnow()
+        for start in range(0, len(plan.missing_ids), INSERT_BATCH):
+            batch = plan.missing_ids[start : start + INSERT_BATCH]
+            session.execute(update(Image).where(Image.id.in_(batch)).values(missing_at=now))
         return job.id
 
 

@@ -14,13 +14,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from db.incremental import under_roots
 from db.records import FaceResult, ImageResult
 from fer_model.faces import stack_faces, to_face_array
 from fer_model.files import file_sha256
 from workers.classifier import EmotionClassifier
 from workers.cropping import face_crop
 from workers.detection import FaceDetector
-from workers.images import ImageReadError, LoadedImage, read_image
+from workers.images import ImageReadError, LoadedImage, read_image, upright_size
 from workers.min_face import MinFace, min_face_pixels, parse_min_face  # noqa: F401  (parse_min_face: for callers)
 
 # Large JPEGs are decoded reduced: to no less than DECODE_SIDE pixels on the longer side, and
@@ -62,8 +63,7 @@ def _image_size(path: str | os.PathLike) -> tuple[int, int]:
 
     try:
         with Image.open(path) as image:
-            width, height = image.size
-            return (height, width) if image.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (width, height)
+            return upright_size(image)
     except Exception:  # noqa: BLE001 - read_image names the problem
         return 0, 0
 
@@ -75,11 +75,7 @@ def read_for_detection(path: str | os.PathLike, min_face: int = MIN_FACE_SIZE) -
 
 def is_allowed(path: str, allowed_roots: Sequence[str]) -> bool:
     """True when the file, with every symlink resolved, lies below one of the allowed roots."""
-    return _below(os.path.realpath(path), [os.path.realpath(root) for root in allowed_roots])
-
-
-def _below(path: str, roots: Sequence[str]) -> bool:
-    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+    return under_roots(os.path.realpath(path), [os.path.realpath(root) for root in allowed_roots])
 
 
 @dataclass(frozen=True)
@@ -101,7 +97,7 @@ class PathPolicy:
         real = os.path.realpath(path)
         worker_ok = not self.worker_roots or is_allowed(path, self.worker_roots)
         if self.follow_symlinks:
-            if not _below(os.path.abspath(path), [os.path.abspath(root) for root in self.job_roots]):
+            if not under_roots(os.path.abspath(path), [os.path.abspath(root) for root in self.job_roots]):
                 return "refused: path is outside the job's folders"
             if not worker_ok:
                 return f"refused: symbolic link to {real}, outside the worker's FER_ALLOWED_ROOTS"

@@ -13,9 +13,9 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from db.incremental import FileState, RunPlan, create_planned_job, model_id_for, plan_run, running_job_over
+from db.incremental import FileState, RunPlan, model_id_for, plan_run, running_job_over
 from db.reads import image_ids
-from db.writes import create_job, finish_job_if_complete
+from db.writes import create_job, create_planned_job, finish_job_if_complete
 from workers.classifier import model_identity
 
 
