@@ -21,8 +21,10 @@ from cli.db_commands import DB_HELP, existing_engine
 from cli.db_commands import upgraded_engine as _engine
 from cli.output import EXIT_INTERRUPTED, EXIT_NOT_STARTED, EXIT_PARTIAL, console, fail, plural
 from cli.params import MIN_FACE, MIN_FACE_HELP
-from workers.chunking import DEFAULT_CHUNK_SIZE, chunked
-from workers.detector_names import DEFAULT_DETECTOR, available_detectors
+from workers.chunking import chunked
+from workers.detector_names import available_detectors
+from workers.discovery import DEFAULT_EXTENSIONS
+from workers.options import JobOptions
 
 BROKER_HELP = ("Celery broker URL, e.g. redis://queue-host:6379/0 (default: $FER_BROKER_URL, "
                "else redis://localhost:6379/0).")
@@ -89,11 +91,8 @@ def _options(model: str, detector: str, min_face: int | str, roots: list[str], c
     """The job's options, checked before any job is recorded: an unknown or uninstalled model or detector stops here."""
     _check_model(model)
     _check_detector(detector)
-    options = {"model": model, "detector": detector, "min_face": min_face, "allowed_roots": roots,
-               "chunk_size": chunk_size, "incremental": incremental}
-    if follow_symlinks:
-        options["follow_symlinks"] = True
-    return options
+    return JobOptions(model=model, detector=detector, min_face=min_face, allowed_roots=tuple(roots), chunk_size=chunk_size,
+                      incremental=incremental, follow_symlinks=follow_symlinks).to_dict()
 
 
 def _allowed_roots(paths: tuple[str, ...]) -> list[str]:
@@ -114,14 +113,14 @@ def _progress() -> Progress:
 common_input = [
     click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str)),
     click.option("--recursive/--no-recursive", default=True, show_default=True, help="Descend into sub-folders."),
-    click.option("--ext", default="jpg,jpeg,png,bmp,gif,tif,tiff,webp", show_default=True, help="File extensions to annotate."),
-    click.option("--chunk-size", type=click.IntRange(1, 10_000), default=DEFAULT_CHUNK_SIZE, show_default=True,
+    click.option("--ext", default=",".join(DEFAULT_EXTENSIONS), show_default=True, help="File extensions to annotate."),
+    click.option("--chunk-size", type=click.IntRange(1, 10_000), default=JobOptions.chunk_size, show_default=True,
                  help="Images per task."),
-    click.option("--model", default="default", show_default=True, help="Model name (default: the model `fer model list` stars), run folder or .keras file."),
-    click.option("--detector", default=DEFAULT_DETECTOR, show_default=True,
+    click.option("--model", default=JobOptions.model, show_default=True, help="Model name (default: the model `fer model list` stars), run folder or .keras file."),
+    click.option("--detector", default=JobOptions.detector, show_default=True,
                  help=f"Face detector: {', '.join(available_detectors())}."),
-    click.option("--min-face", type=MIN_FACE, default="48", show_default=True, help=MIN_FACE_HELP),
-    click.option("--incremental/--reannotate", default=True, show_default=True,
+    click.option("--min-face", type=MIN_FACE, default=str(JobOptions.min_face), show_default=True, help=MIN_FACE_HELP),
+    click.option("--incremental/--reannotate", default=JobOptions.incremental, show_default=True,
                  help="Skip files this model version already annotated (same path, size and time), copy the results "
                       "of files seen under another name, mark vanished ones missing; --reannotate does everything again."),
     click.option("--follow-symlinks", is_flag=True,
@@ -384,8 +383,9 @@ def _run_locally(engine, db_url: str | None, job_id: int, ids: list[int], option
     from workers.local import run_locally
 
     resume_command = resume_command or f"fer retry {job_id} --local"
-    chunks = chunked(ids, int(options.get("chunk_size", DEFAULT_CHUNK_SIZE)))
-    loading = f"job {job_id}: loading model {options.get('model', 'default')} and detector {options.get('detector', DEFAULT_DETECTOR)} ..."
+    job = JobOptions.from_dict(options)
+    chunks = chunked(ids, job.chunk_size)
+    loading = f"job {job_id}: loading model {job.model} and detector {job.detector} ..."
     try:
         with _progress() as bar:
             task = bar.add_task(loading, total=len(ids))

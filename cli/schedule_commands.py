@@ -11,7 +11,7 @@ from cli.db_commands import DB_HELP
 from cli.db_commands import upgraded_engine as _engine
 from cli.output import console, fail, print_rows
 from cli.params import MIN_FACE, MIN_FACE_HELP
-from workers.chunking import DEFAULT_CHUNK_SIZE
+from workers.options import JobOptions
 
 
 def local_zone_name() -> str:
@@ -48,10 +48,10 @@ def schedule() -> None:
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=str))
 @click.option("--at", "at", required=True, help="Time of day, HH:MM (24-hour), in --timezone.")
 @click.option("--timezone", default=None, help="IANA time zone, e.g. Europe/Paris  [default: this machine's zone, else UTC]")
-@click.option("--model", default="default", show_default=True, help="Model name, run folder or .keras file.")
-@click.option("--detector", default="haar", show_default=True, help="Face detector.")
-@click.option("--min-face", type=MIN_FACE, default="48", show_default=True, help=MIN_FACE_HELP)
-@click.option("--chunk-size", type=click.IntRange(1, 10_000), default=DEFAULT_CHUNK_SIZE, show_default=True,
+@click.option("--model", default=JobOptions.model, show_default=True, help="Model name, run folder or .keras file.")
+@click.option("--detector", default=JobOptions.detector, show_default=True, help="Face detector.")
+@click.option("--min-face", type=MIN_FACE, default=str(JobOptions.min_face), show_default=True, help=MIN_FACE_HELP)
+@click.option("--chunk-size", type=click.IntRange(1, 10_000), default=JobOptions.chunk_size, show_default=True,
               help="Images per task.")
 @click.option("--db", "db_url", help=DB_HELP)
 def add(path, at, timezone, model, detector, min_face, chunk_size, db_url) -> None:

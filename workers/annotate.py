@@ -22,13 +22,12 @@ from workers.classifier import EmotionClassifier
 from workers.cropping import face_crop
 from workers.detection import FaceDetector
 from workers.images import ImageReadError, LoadedImage, read_image, upright_size
-from workers.min_face import MinFace, min_face_pixels, parse_min_face  # noqa: F401  (parse_min_face: for callers)
+from workers.min_face import MIN_FACE_SIZE, MinFace, min_face_pixels
 
 # Large JPEGs are decoded reduced: to no less than DECODE_SIDE pixels on the longer side, and
 # never so small that a face of the smallest size asked for drops below a detector's 20-px window.
 DECODE_SIDE = 1280
 DETECTOR_WINDOW = 20
-MIN_FACE_SIZE = 48
 
 
 @dataclass

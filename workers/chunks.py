@@ -16,22 +16,20 @@ from db.writes import ensure_model, mark_running, record_chunk
 from db.session import make_engine
 from fer_model.classes import CLASSES
 from fer_model.files import file_sha256
-from workers.annotate import (
-    MIN_FACE_SIZE, DetectedImages, PathPolicy, StageSeconds, classify_detected, detect_images,
-    parse_min_face,
-)
+from workers.annotate import DetectedImages, PathPolicy, StageSeconds, classify_detected, detect_images
 from workers.classifier import get_classifier, model_identity
-from workers.detection import DEFAULT_DETECTOR, get_detector
+from workers.detection import get_detector
+from workers.options import JobOptions
 
 
 class WrongDatabase(Exception):
     """The task was queued for another database than the one this worker writes to."""
 
 
-def path_policy(options: dict[str, Any]) -> PathPolicy:
+def path_policy(options: JobOptions) -> PathPolicy:
     """The job's roots and link option, and the worker's FER_ALLOWED_ROOTS when set."""
     configured = [root for root in os.environ.get("FER_ALLOWED_ROOTS", "").split(os.pathsep) if root]
-    return PathPolicy(tuple(options.get("allowed_roots", [])), tuple(configured), bool(options.get("follow_symlinks")))
+    return PathPolicy(options.allowed_roots, tuple(configured), options.follow_symlinks)
 
 
 def failure_reason(error: BaseException) -> str:
@@ -102,7 +100,7 @@ def process_chunk(database_url: str, job_id: int, image_ids: list[int], options:
         return {"job": job_id, "images": 0, "faces": 0, "linked": 0, "seconds": StageSeconds().as_dict()}
     mark_running(engine_for(database_url), job_id)
     if len(chunk.detected.faces):  # a chunk of copies or of photos without faces needs no model
-        classify_detected([chunk.detected], get_classifier(options.get("model", "default")), chunk.seconds)
+        classify_detected([chunk.detected], get_classifier(JobOptions.from_dict(options).model), chunk.seconds)
     return write_chunk(database_url, job_id, chunk)
 
 
@@ -125,15 +123,15 @@ def detect_chunk(database_url: str, job_id: int, image_ids: list[int], options: 
     items = pending_paths(engine, job_id, image_ids)
     if not items:
         return None
-    model_id = ensure_model(engine, model_identity(options.get("model", "default")))
+    job = JobOptions.from_dict(options)
+    model_id = ensure_model(engine, model_identity(job.model))
     seconds = StageSeconds()
-    rules = path_policy(options)
+    rules = path_policy(job)
     copies: list[ImageResult] = []
     digests: dict[int, str] = {}
-    if options.get("incremental"):
+    if job.incremental:
         copies, items, digests = _link_known_content(engine, model_id, items, rules, seconds)
-    detected = detect_images(items, get_detector(options.get("detector", DEFAULT_DETECTOR)), rules, seconds,
-                             parse_min_face(options.get("min_face", MIN_FACE_SIZE)), digests)
+    detected = detect_images(items, get_detector(job.detector), rules, seconds, job.min_face, digests)
     # Copies come first; the owners of the detected faces shift by as many places.
     detected = DetectedImages(copies + detected.results, detected.faces,
                               [(len(copies) + result, face) for result, face in detected.owners])

@@ -18,6 +18,7 @@ from typing import Any
 
 from workers.annotate import DetectedImages, StageSeconds, classify_detected
 from workers.classifier import EmotionClassifier, backend_for, get_classifier
+from workers.options import JobOptions
 from workers.chunks import DetectedChunk, detect_chunk, engine_for, init_process, one_opencv_thread, write_chunk
 
 # Detection work is handed out in pieces of about 1/PIECES_PER_PROCESS of a process's
@@ -56,7 +57,7 @@ def run_locally(
         futures = {pool.submit(detect_chunk, database_url, job_id, ids, options): index for index, ids in pieces}
         # Only now, with every detection process started (forked), may this process import TensorFlow.
         backend = backend_for(sum(len(chunk) for chunk in chunks))
-        model: Future[EmotionClassifier] = loader.submit(get_classifier, options.get("model", "default"), backend)
+        model: Future[EmotionClassifier] = loader.submit(get_classifier, JobOptions.from_dict(options).model, backend)
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)

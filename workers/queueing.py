@@ -8,7 +8,8 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from workers.chunking import DEFAULT_CHUNK_SIZE, chunked
+from workers.chunking import chunked
+from workers.options import JobOptions
 
 
 def queue_chunks(job_id: int, image_ids: list[int], options: dict[str, Any], database_id: str | None = None) -> None:
@@ -18,7 +19,7 @@ def queue_chunks(job_id: int, image_ids: list[int], options: dict[str, Any], dat
 
     # An explicit connection follows the broker URL read now, not one cached by an earlier call in this process.
     with app.connection_for_write() as connection:
-        for chunk in chunked(image_ids, int(options.get("chunk_size", DEFAULT_CHUNK_SIZE))):
+        for chunk in chunked(image_ids, JobOptions.from_dict(options).chunk_size):
             annotate_chunk.apply_async(args=[job_id, chunk, options], kwargs={"database_id": database_id},
                                        connection=connection)
 
