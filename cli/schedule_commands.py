@@ -56,11 +56,14 @@ def schedule() -> None:
 @click.option("--db", "db_url", help=DB_HELP)
 def add(path, at, timezone, model, detector, min_face, chunk_size, db_url) -> None:
     """Annotate PATH incrementally every day at --at."""
-    from cli.pipeline_commands import _options
+    from cli.run_commands import library_errors
     from db.schedules import ScheduleError, add_schedule
+    from workers.pipeline import job_options
 
     root = os.path.abspath(path)
-    options = _options(model, detector, min_face, [root], chunk_size, True)
+    with library_errors():
+        options = job_options(JobOptions(model=model, detector=detector, min_face=min_face, allowed_roots=(root,),
+                                         chunk_size=chunk_size, incremental=True))
     engine = _engine(db_url)
     try:
         schedule_id = add_schedule(engine, root, at, timezone or local_zone_name(), options)
