@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.incremental import RunPlan
+from db.incremental import RunPlan, model_id_for
 from db.models import ENDED_STATUSES, Face, Image, Job, Model, utcnow
 from db.reads import status_counts
 from db.records import ImageResult, ModelIdentity
@@ -51,9 +51,7 @@ def create_planned_job(
 
 def ensure_model(engine: Engine, identity: ModelIdentity) -> int:
     """The models row for this model file, created on first use (safe under concurrent workers)."""
-    query = select(Model.id).where(Model.name == identity.name, Model.version == identity.version)
-    with engine.connect() as connection:
-        found = connection.scalar(query)
+    found = model_id_for(engine, identity.name, identity.version)
     if found is not None:
         return found
     row = {"name": identity.name, "version": identity.version, "file_sha256": identity.file_sha256, "metrics": identity.metrics}
@@ -62,8 +60,7 @@ def ensure_model(engine: Engine, identity: ModelIdentity) -> int:
             connection.execute(insert(Model), [row])
     except IntegrityError:
         pass  # another worker created it first
-    with engine.connect() as connection:
-        return connection.scalar(query)
+    return model_id_for(engine, identity.name, identity.version)
 
 
 def mark_running(engine: Engine, job_id: int) -> None:
@@ -116,28 +113,34 @@ def record_chunk(engine: Engine, job_id: int, model_id: int, results: Sequence[I
         ]
         if rows:
             connection.execute(insert(Face), rows)
-    finish_job_if_complete(engine, job_id)
+        pending = connection.scalar(
+            select(Image.id).where(Image.job_id == job_id, Image.status == "pending").limit(1)
+        )
+    if pending is None:  # the job's counts are refreshed once, when its last chunk is written
+        finish_job_if_complete(engine, job_id)
 
 
 def finish_job_if_complete(engine: Engine, job_id: int) -> bool:
     """Refresh the job's counts; mark it finished once no image is pending. Runs after the chunk commits."""
     with engine.begin() as connection:
-        counts = status_counts(connection, [job_id])
-        faces = connection.scalar(select(func.count(Face.id)).join(Image).where(Image.job_id == job_id)) or 0
-        values: dict[str, Any] = {
-            "images_total": sum(counts.values()),
-            "images_done": counts.get("done", 0),
-            "images_failed": counts.get("failed", 0),
-            "faces_found": faces,
-        }
-        complete = counts.get("pending", 0) == 0
-        connection.execute(update(Job).where(Job.id == job_id).values(**values))
+        complete = _refresh_counts(connection, job_id).get("pending", 0) == 0
         if complete:  # a failed or cancelled job keeps its status and reason
             connection.execute(
                 update(Job).where(Job.id == job_id, Job.status.not_in(ENDED_STATUSES)).values(status="finished", error=None)
             )
             connection.execute(update(Job).where(Job.id == job_id, Job.finished_at.is_(None)).values(finished_at=utcnow()))
         return complete
+
+
+def _refresh_counts(connection: Connection, job_id: int) -> dict[str, int]:
+    """Recount the job's images by status and its faces into the jobs row; returns the counts by status."""
+    counts = status_counts(connection, [job_id])
+    faces = connection.scalar(select(func.count(Face.id)).join(Image).where(Image.job_id == job_id)) or 0
+    connection.execute(update(Job).where(Job.id == job_id).values(
+        images_total=sum(counts.values()), images_done=counts.get("done", 0), images_failed=counts.get("failed", 0),
+        faces_found=faces,
+    ))
+    return counts
 
 
 def mark_job(engine: Engine, job_id: int, status: str, error: str | None = None) -> None:
@@ -147,6 +150,7 @@ def mark_job(engine: Engine, job_id: int, status: str, error: str | None = None)
         values["finished_at"] = utcnow()
     with engine.begin() as connection:
         connection.execute(update(Job).where(Job.id == job_id).values(**values))
+        _refresh_counts(connection, job_id)  # a run that stopped part-way counts what it did
 
 
 def set_files_skipped(engine: Engine, job_id: int, count: int) -> None:
@@ -167,6 +171,7 @@ def cancel_job(engine: Engine, job_id: int) -> str | None:
                 update(Job).where(Job.id == job_id)
                 .values(status="cancelled", error="cancelled with `fer cancel`", finished_at=utcnow())
             )
+            _refresh_counts(connection, job_id)
     return status
 
 

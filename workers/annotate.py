@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -72,11 +73,6 @@ def read_for_detection(path: str | os.PathLike, min_face: int = MIN_FACE_SIZE) -
     return read_image(path, max_side=DECODE_SIDE, min_scale=min(1.0, DETECTOR_WINDOW / min_face))
 
 
-def is_allowed(path: str, allowed_roots: Sequence[str]) -> bool:
-    """True when the file, with every symlink resolved, lies below one of the allowed roots."""
-    return under_roots(os.path.realpath(path), [os.path.realpath(root) for root in allowed_roots])
-
-
 @dataclass(frozen=True)
 class PathPolicy:
     """Which files a worker may read.
@@ -91,17 +87,30 @@ class PathPolicy:
     worker_roots: tuple[str, ...] = ()
     follow_symlinks: bool = False
 
+    # The roots are resolved once per policy, not once per file.
+    @cached_property
+    def _real_job_roots(self) -> list[str]:
+        return [os.path.realpath(root) for root in self.job_roots]
+
+    @cached_property
+    def _real_worker_roots(self) -> list[str]:
+        return [os.path.realpath(root) for root in self.worker_roots]
+
+    @cached_property
+    def _absolute_job_roots(self) -> list[str]:
+        return [os.path.abspath(root) for root in self.job_roots]
+
     def refusal(self, path: str) -> str | None:
         """Why ``path`` may not be read (one line), or None when it may."""
         real = os.path.realpath(path)
-        worker_ok = not self.worker_roots or is_allowed(path, self.worker_roots)
+        worker_ok = not self.worker_roots or under_roots(real, self._real_worker_roots)
         if self.follow_symlinks:
-            if not under_roots(os.path.abspath(path), [os.path.abspath(root) for root in self.job_roots]):
+            if not under_roots(os.path.abspath(path), self._absolute_job_roots):
                 return "refused: path is outside the job's folders"
             if not worker_ok:
                 return f"refused: symbolic link to {real}, outside the worker's FER_ALLOWED_ROOTS"
             return None
-        if is_allowed(path, self.job_roots) and worker_ok:
+        if under_roots(real, self._real_job_roots) and worker_ok:
             return None
         if real != os.path.abspath(path):
             return (f"refused: symbolic link to {real}, outside the allowed roots (links are not followed out of the "
