@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import json
 import os
 from pathlib import Path
 
@@ -127,36 +125,16 @@ def export(job, output_format, failed, output, db_url) -> None:
         fer export -o faces.csv
         fer export 3 --failed -o failed.csv
     """
-    from sqlalchemy import text
-
     from db.reads import job_summary
+    from reports.export import write_export
 
     engine = existing_engine(db_url)
     job = resolve_job(engine, job)
     if job_summary(engine, job) is None:
         fail(f"no job {job}")
-    if failed:
-        query = text("SELECT path, error FROM images WHERE job_id = :job AND status = 'failed' ORDER BY path")
-    else:
-        query = text("SELECT * FROM face_annotations WHERE job_id = :job ORDER BY path, face_index")
-    partial = output.with_name(f".{output.name}.partial")
-    rows = 0
     try:
-        with engine.connect() as connection, partial.open("w", newline="") as handle:
-            result = connection.execute(query, {"job": job})
-            columns = list(result.keys())
-            writer = csv.writer(handle) if output_format == "csv" else None
-            if writer:
-                writer.writerow(columns)
-            for row in result:
-                rows += 1
-                if writer:
-                    writer.writerow(row)
-                else:
-                    handle.write(json.dumps(dict(zip(columns, row))) + "\n")
-        partial.replace(output)
+        rows = write_export(engine, job, output, output_format, failed)
     except OSError as error:
-        partial.unlink(missing_ok=True)
         fail(f"cannot write {output}: {error.strerror or error}")
     console.print(f"Wrote {plural(rows, 'failed file' if failed else 'face')} to {escape(str(output))}")
 

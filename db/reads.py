@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, select, text
 
 from db.models import ENDED_STATUSES, DatabaseIdentity, Face, Image, Job, Model, as_utc
 from fer_model.classes import CLASSES
@@ -270,3 +271,15 @@ def archive_summary(engine: Engine) -> dict[str, Any]:
         "emotions": emotions,
         "models": list(models.values()),
     }
+
+
+@contextmanager
+def export_rows(engine: Engine, job_id: int, failed: bool) -> Iterator[tuple[list[str], Iterable[Sequence[Any]]]]:
+    """The columns and rows `fer export` writes: a job's faces (the face_annotations view), or its failed files."""
+    if failed:
+        query = text("SELECT path, error FROM images WHERE job_id = :job AND status = 'failed' ORDER BY path")
+    else:
+        query = text("SELECT * FROM face_annotations WHERE job_id = :job ORDER BY path, face_index")
+    with engine.connect() as connection:
+        result = connection.execute(query, {"job": job_id})
+        yield list(result.keys()), result
