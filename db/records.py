@@ -19,7 +19,8 @@ class ModelIdentity:
 
 @dataclass
 class FaceResult:
-    """One face: its box, the detector's score and the model's probabilities (in CLASSES order)."""
+    """One face: its box, the detector's score, the model's probabilities (in CLASSES order) and their label
+    and confidence (the likeliest class and its probability)."""
 
     index: int
     x: int
@@ -28,14 +29,13 @@ class FaceResult:
     h: int
     score: float
     probabilities: list[float] = field(default_factory=list)
+    label: str = ""
+    confidence: float = 0.0
 
-    @property
-    def label(self) -> str:
-        return CLASSES[max(range(len(CLASSES)), key=self.probabilities.__getitem__)]
-
-    @property
-    def confidence(self) -> float:
-        return max(self.probabilities)
+    def classify(self, probabilities: list[float]) -> None:
+        self.probabilities = probabilities
+        best = max(range(len(CLASSES)), key=probabilities.__getitem__)
+        self.label, self.confidence = CLASSES[best], probabilities[best]
 
 
 @dataclass

@@ -168,7 +168,7 @@ def classify_detected(chunks: Sequence[DetectedImages], classifier: EmotionClass
     rows = iter(probabilities)
     for chunk in chunks:
         for result_index, face_index in chunk.owners:
-            chunk.results[result_index].faces[face_index].probabilities = [float(p) for p in next(rows)]
+            chunk.results[result_index].faces[face_index].classify([float(p) for p in next(rows)])
     images = sum(len(chunk.results) for chunk in chunks)
     share = (time.perf_counter() - started) * 1000 / max(images, 1)
     for chunk in chunks:

@@ -183,7 +183,8 @@ def _link_known_content(
             sha256=digests[image_id], linked_from=source["image_id"],
             faces=[
                 FaceResult(index=face["face_index"], x=face["x"], y=face["y"], w=face["w"], h=face["h"],
-                           score=face["detector_score"], probabilities=[face[f"p_{name}"] for name in CLASSES])
+                           score=face["detector_score"], probabilities=[face[f"p_{name}"] for name in CLASSES],
+                           label=face["label"], confidence=face["confidence"])
                 for face in source["faces"]
             ],
             duration_ms=(time.perf_counter() - started) * 1000,

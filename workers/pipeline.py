@@ -40,6 +40,14 @@ class RunProgress(Protocol):
     def advance(self, images: int, description: str) -> None: ...
 
 
+class FollowProgress(Protocol):
+    def start(self, total: int, description: str) -> None: ...
+
+    def set_completed(self, images: int) -> None: ...
+
+    def warn(self, message: str) -> None: ...
+
+
 @dataclass
 class Found:
     """The image files under the folders given, and the entries skipped as not image files (path, reason)."""
@@ -263,3 +271,58 @@ def cancel_job(engine: Engine, job_id: int) -> str:
     if previous is None:
         raise NoSuchJob(f"no job {job_id}")
     return previous
+
+
+def _no_worker_seconds() -> float:
+    return float(os.environ.get("FER_NO_WORKER_SECONDS", "30"))
+
+
+def workers_answering() -> bool | None:
+    """Whether any Celery worker answers a ping on the broker (None: the broker cannot be reached)."""
+    from workers.celery_app import app, broker_url
+
+    app.conf.broker_url = broker_url()
+    try:
+        return bool(app.control.inspect(timeout=1.0).ping())
+    except Exception:  # noqa: BLE001 - kombu raises several kinds for an unreachable broker
+        return None
+
+
+def follow_job(engine: Engine, job_id: int, progress: FollowProgress, poll: float = 1.0,
+               timeout: float | None = None) -> bool:
+    """Follow a job until it ends; True when it ended, False at ``timeout`` seconds.
+
+    When nothing has moved for FER_NO_WORKER_SECONDS (30) and no worker answers a ping, warn once.
+    """
+    from kombu.utils.url import maybe_sanitize_url
+
+    from db.reads import job_summary
+    from workers.celery_app import broker_url
+
+    started = last_change = time.monotonic()
+    warned = False
+    progress.start(job_summary(engine, job_id)["images"]["total"], f"job {job_id}")
+    completed = -1
+    while True:
+        summary = job_summary(engine, job_id)
+        images = summary["images"]
+        if images["done"] + images["failed"] != completed:
+            completed, last_change = images["done"] + images["failed"], time.monotonic()
+        progress.set_completed(completed)
+        if summary["status"] in ("finished", "failed", "cancelled"):
+            return True
+        now = time.monotonic()
+        if not warned and now - last_change >= _no_worker_seconds():
+            answering = workers_answering()
+            if not answering:
+                warned = True
+                progress.warn(
+                    f"No worker seems to be consuming the queue at {maybe_sanitize_url(broker_url())}: no progress for "
+                    f"{now - last_change:.0f} s and no worker answered a ping"
+                    + (" (the broker cannot be reached)" if answering is None else "")
+                    + ". Start one with `fer worker`, or finish the job here with "
+                    f"`fer retry {job_id} --local`."
+                )
+        if timeout is not None and now - started >= timeout:
+            return False
+        time.sleep(poll)
