@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# The main job on the embedded default (SQLite, local processes, no servers).
+# The main job in local mode, the default (SQLite, local processes, no servers).
 demo: install
 	$(BIN)/fer annotate $(FER_DATA_DIR)/photos
 

@@ -7,7 +7,7 @@
    of the photos, enlarged 1.2-2.6x and tinted, on a textured background. Every LFW
    photo has its subject's face at the centre, so the true face positions are known.
 2. Decoding floor: the time to just decode every image as the pipeline does (one process).
-3. Embedded: `fer annotate` with 1 and 2 local processes (start-up included), SQLite.
+3. Local: `fer annotate` with 1 and 2 local processes (start-up included), SQLite.
 4. Distributed: `fer worker --concurrency N` for N = 1, 2 on Redis + PostgreSQL, started
    and warm before `fer submit --wait` is timed.
 5. The peer: `FER().detect_emotions` (Haar + TFLite, its defaults) over the same files,
@@ -177,8 +177,8 @@ def fer_command(*arguments: str) -> list[str]:
     return [sys.executable, "-m", "cli.main", *arguments]
 
 
-def run_embedded(archive: Path, truth: dict, processes: int, workdir: Path) -> RunResult:
-    url = f"sqlite:///{workdir / f'embedded-{processes}.db'}"
+def run_local(archive: Path, truth: dict, processes: int, workdir: Path) -> RunResult:
+    url = f"sqlite:///{workdir / f'local-{processes}.db'}"
     started = time.perf_counter()
     output = subprocess.run(
         fer_command("annotate", str(archive), "--db", url, "--processes", str(processes), "--format", "json"),
@@ -186,7 +186,7 @@ def run_embedded(archive: Path, truth: dict, processes: int, workdir: Path) -> R
     ).stdout
     seconds = time.perf_counter() - started
     summary = json.loads(output)
-    return RunResult(f"fer-pipeline embedded, {processes} process{'es' if processes > 1 else ''}", seconds,
+    return RunResult(f"fer-pipeline local, {processes} process{'es' if processes > 1 else ''}", seconds,
                      summary["images"]["done"], summary["faces"], recall(truth, boxes_from_database(url, archive)),
                      summary["stage_seconds"])
 
@@ -293,7 +293,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         workdir = Path(folder)
         for processes in (1, 2):
-            runs.append(run_embedded(archive, truth, processes, workdir))
+            runs.append(run_local(archive, truth, processes, workdir))
             print(f"  done: {runs[-1].name}", flush=True)
         if not args.skip_distributed:
             for concurrency in (1, 2):
@@ -312,20 +312,20 @@ def main() -> None:
     print(f"{'run':58s} {'seconds':>8s} {'images/s':>9s} {'faces':>6s} {'recall':>7s}")
     for run in runs + ([peer] if peer else []):
         print(f"{run.name:58s} {run.seconds:8.1f} {run.images_per_second:9.1f} {run.faces:6d} {run.recall:7.3f}")
-    embedded_one = runs[0]
-    stages = embedded_one.stages or {}
+    local_one = runs[0]
+    stages = local_one.stages or {}
     busy = sum(stages.values())
-    print(f"Stages (embedded, 1 process; seconds, share of stage time): "
+    print(f"Stages (local, 1 process; seconds, share of stage time): "
           + ", ".join(f"{k} {v:.1f} ({v / busy:.0%})" for k, v in stages.items()))
-    print(f"Decoding floor over the 1-process embedded run: {floor / embedded_one.seconds:.0%} of its wall time")
+    print(f"Decoding floor over the 1-process local run: {floor / local_one.seconds:.0%} of its wall time")
     if not args.skip_distributed:
         one, two = runs[2], runs[3]
         print(f"Scaling, distributed 2 workers over 1: {two.images_per_second / one.images_per_second:.2f}x")
-    print(f"Scaling, embedded 2 processes over 1: {runs[1].images_per_second / runs[0].images_per_second:.2f}x")
+    print(f"Scaling, local 2 processes over 1: {runs[1].images_per_second / runs[0].images_per_second:.2f}x")
     if peer:
-        print(f"Ratio over fer, per process (embedded 1 process, start-up included): "
-              f"{embedded_one.images_per_second / peer.images_per_second:.1f}x")
-        print(f"Ratio over fer, per machine (embedded default, 2 processes, start-up included): "
+        print(f"Ratio over fer, per process (local 1 process, start-up included): "
+              f"{local_one.images_per_second / peer.images_per_second:.1f}x")
+        print(f"Ratio over fer, per machine (local default, 2 processes, start-up included): "
               f"{runs[1].images_per_second / peer.images_per_second:.1f}x")
 
 

@@ -14,7 +14,8 @@ os.environ.setdefault("GLOG_minloglevel", "3")
 
 from cli.db_commands import db  # noqa: E402
 from cli.model_commands import model  # noqa: E402
-from cli.pipeline_commands import annotate, cancel, export, report, retry, status, submit, worker  # noqa: E402
+from cli.report_commands import export, report, status  # noqa: E402
+from cli.run_commands import annotate, cancel, retry, submit, worker  # noqa: E402
 from cli.query_commands import query  # noqa: E402
 from cli.schedule_commands import beat, schedule  # noqa: E402
 

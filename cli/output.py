@@ -38,10 +38,6 @@ def plural(count: int, word: str, plural_word: str | None = None) -> str:
     return f"{count:,} {word if count == 1 else plural_word or word + 's'}"
 
 
-def echo_path(label: str, path: object) -> None:
-    click.echo(f"{label}: {path}")
-
-
 def plain_value(value: Any) -> Any:
     """A database value as JSON has it: dates as ISO text, decimals as numbers, bytes as hex."""
     if isinstance(value, (dt.datetime, dt.date, dt.time)):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import click
 
@@ -11,29 +10,7 @@ from cli.db_commands import DB_HELP
 from cli.db_commands import upgraded_engine as _engine
 from cli.output import console, fail, print_rows
 from cli.params import MIN_FACE, MIN_FACE_HELP
-from workers.chunking import DEFAULT_CHUNK_SIZE
-
-
-def local_zone_name() -> str:
-    """This machine's IANA time zone: $TZ when it names one, else /etc/timezone, else /etc/localtime's target, else UTC."""
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-    candidates = [os.environ.get("TZ", "")]
-    timezone_file = Path("/etc/timezone")
-    if timezone_file.is_file():
-        candidates.append(timezone_file.read_text().strip())
-    localtime = Path("/etc/localtime")
-    if localtime.is_symlink() and "zoneinfo/" in str(localtime.resolve()):
-        candidates.append(str(localtime.resolve()).split("zoneinfo/", 1)[1])
-    for name in candidates:
-        if not name or name.startswith((":", "/")):
-            continue  # TZ=:/etc/localtime and POSIX rules are not names
-        try:
-            ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            continue
-        return name
-    return "UTC"
+from workers.options import JobOptions
 
 
 @click.group()
@@ -48,25 +25,29 @@ def schedule() -> None:
 @click.argument("path", type=click.Path(exists=True, file_okay=False, path_type=str))
 @click.option("--at", "at", required=True, help="Time of day, HH:MM (24-hour), in --timezone.")
 @click.option("--timezone", default=None, help="IANA time zone, e.g. Europe/Paris  [default: this machine's zone, else UTC]")
-@click.option("--model", default="default", show_default=True, help="Model name, run folder or .keras file.")
-@click.option("--detector", default="haar", show_default=True, help="Face detector.")
-@click.option("--min-face", type=MIN_FACE, default="48", show_default=True, help=MIN_FACE_HELP)
-@click.option("--chunk-size", type=click.IntRange(1, 10_000), default=DEFAULT_CHUNK_SIZE, show_default=True,
+@click.option("--model", default=JobOptions.model, show_default=True, help="Model name, run folder or .keras file.")
+@click.option("--detector", default=JobOptions.detector, show_default=True, help="Face detector.")
+@click.option("--min-face", type=MIN_FACE, default=str(JobOptions.min_face), show_default=True, help=MIN_FACE_HELP)
+@click.option("--chunk-size", type=click.IntRange(1, 10_000), default=JobOptions.chunk_size, show_default=True,
               help="Images per task.")
 @click.option("--db", "db_url", help=DB_HELP)
 def add(path, at, timezone, model, detector, min_face, chunk_size, db_url) -> None:
     """Annotate PATH incrementally every day at --at."""
-    from cli.pipeline_commands import _options
-    from db.schedules import ScheduleError, add_schedule
+    from cli.run_commands import library_errors
+    from db.schedules import ScheduleError, add_schedule, local_zone_name
+    from workers.pipeline import job_options
 
     root = os.path.abspath(path)
-    options = _options(model, detector, min_face, [root], chunk_size, True)
+    zone = timezone or local_zone_name()
+    with library_errors():
+        options = job_options(JobOptions(model=model, detector=detector, min_face=min_face, allowed_roots=(root,),
+                                         chunk_size=chunk_size, incremental=True))
     engine = _engine(db_url)
     try:
-        schedule_id = add_schedule(engine, root, at, timezone or local_zone_name(), options)
+        schedule_id = add_schedule(engine, root, at, zone, options)
     except ScheduleError as error:
         fail(str(error))
-    console.print(f"Schedule {schedule_id}: {root} every day at {at} ({timezone or local_zone_name()})")
+    console.print(f"Schedule {schedule_id}: {root} every day at {at} ({zone})")
 
 
 @schedule.command("list")

@@ -1,1 +1,1 @@
-"""SQLAlchemy models, migrations, result writing and reading for annotation results."""
+"""SQLAlchemy models, migrations, and the writes and reads of annotation results."""

@@ -12,17 +12,15 @@ import datetime as dt
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine, func, select
 
 from db.models import Image, Job, Model, as_utc, utcnow
 
-INSERT_BATCH = 1000
 # A job still 'pending' or 'running' with no activity for this long is taken as dead
 # (its process was killed), so it no longer blocks scheduled runs over its roots.
-STALE_AFTER = dt.timedelta(hours=float(os.environ.get("FER_STALE_RUN_HOURS", "12")))
+STALE_RUN_HOURS = float(os.environ.get("FER_STALE_RUN_HOURS", "12"))
+STALE_AFTER = dt.timedelta(hours=STALE_RUN_HOURS)
 
 
 @dataclass(frozen=True)
@@ -43,6 +41,7 @@ class RunPlan:
 
 
 def under_roots(path: str, roots: Sequence[str]) -> bool:
+    """True when ``path`` is one of ``roots`` or lies below one (by name: links are not resolved here)."""
     return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
 
@@ -83,27 +82,6 @@ def plan_run(engine: Engine, roots: Sequence[str], files: Sequence[FileState], m
             plan.missing_paths += 1
             plan.missing_ids.extend(ids)
     return plan
-
-
-def create_planned_job(
-    engine: Engine, roots: Sequence[str], options: dict[str, Any], plan: RunPlan, schedule_id: int | None = None
-) -> int:
-    """Record the job, its pending images and the missing marks, in one transaction."""
-    with Session(engine) as session, session.begin():
-        job = Job(
-            roots=list(roots), options=options, status="pending", images_total=len(plan.to_annotate),
-            images_unchanged=plan.unchanged, images_missing=plan.missing_paths, schedule_id=schedule_id,
-        )
-        session.add(job)
-        session.flush()
-        rows = [{"job_id": job.id, "path": path, "status": "pending", "change": change} for path, change in plan.to_annotate]
-        for start in range(0, len(rows), INSERT_BATCH):
-            session.execute(insert(Image), rows[start : start + INSERT_BATCH])
-        now = utcnow()
-        for start in range(0, len(plan.missing_ids), INSERT_BATCH):
-            batch = plan.missing_ids[start : start + INSERT_BATCH]
-            session.execute(update(Image).where(Image.id.in_(batch)).values(missing_at=now))
-        return job.id
 
 
 def running_job_over(engine: Engine, roots: Sequence[str], now: dt.datetime | None = None) -> int | None:

@@ -164,9 +164,8 @@ class Face(Base):
     model: Mapped[Model] = relationship()
 
 
-FACE_ANNOTATIONS_VIEW = """
-CREATE VIEW face_annotations AS
-SELECT images.path AS path, images.job_id AS job_id, faces.face_index AS face_index,
+# The face columns and joins both views share.
+_FACE_COLUMNS = """\
        faces.x AS x, faces.y AS y, faces.w AS w, faces.h AS h,
        faces.label AS label, faces.confidence AS confidence,
        faces.p_angry AS p_angry, faces.p_disgust AS p_disgust, faces.p_fear AS p_fear,
@@ -178,22 +177,18 @@ JOIN images ON images.id = faces.image_id
 JOIN models ON models.id = faces.model_id
 """
 
+FACE_ANNOTATIONS_VIEW = """
+CREATE VIEW face_annotations AS
+SELECT images.path AS path, images.job_id AS job_id, faces.face_index AS face_index,
+""" + _FACE_COLUMNS
+
 # The latest annotation of each file per model version: a file annotated by several runs
 # (incremental re-runs, retries, --reannotate) counts once.
 LATEST_ANNOTATIONS_VIEW = """
 CREATE VIEW latest_annotations AS
 SELECT images.path AS path, images.job_id AS job_id, images.id AS image_id, images.processed_at AS processed_at,
        faces.face_index AS face_index,
-       faces.x AS x, faces.y AS y, faces.w AS w, faces.h AS h,
-       faces.label AS label, faces.confidence AS confidence,
-       faces.p_angry AS p_angry, faces.p_disgust AS p_disgust, faces.p_fear AS p_fear,
-       faces.p_happy AS p_happy, faces.p_neutral AS p_neutral, faces.p_sad AS p_sad,
-       faces.p_surprise AS p_surprise,
-       models.name AS model, models.version AS model_version
-FROM faces
-JOIN images ON images.id = faces.image_id
-JOIN models ON models.id = faces.model_id
-WHERE images.missing_at IS NULL
+""" + _FACE_COLUMNS + """WHERE images.missing_at IS NULL
   AND images.id = (SELECT MAX(latest.id) FROM images AS latest
                    WHERE latest.path = images.path AND latest.model_id = faces.model_id AND latest.status = 'done')
 """

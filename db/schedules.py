@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -106,3 +108,23 @@ def release_claim(engine: Engine, schedule_id: int, local_date: str, previous: s
         connection.execute(
             update(Schedule).where(Schedule.id == schedule_id, Schedule.last_run_on == local_date).values(last_run_on=previous)
         )
+
+
+def local_zone_name() -> str:
+    """This machine's IANA time zone: $TZ when it names one, else /etc/timezone, else /etc/localtime's target, else UTC."""
+    candidates = [os.environ.get("TZ", "")]
+    timezone_file = Path("/etc/timezone")
+    if timezone_file.is_file():
+        candidates.append(timezone_file.read_text().strip())
+    localtime = Path("/etc/localtime")
+    if localtime.is_symlink() and "zoneinfo/" in str(localtime.resolve()):
+        candidates.append(str(localtime.resolve()).split("zoneinfo/", 1)[1])
+    for name in candidates:
+        if not name or name.startswith((":", "/")):
+            continue  # TZ=:/etc/localtime and POSIX rules are not names
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            continue
+        return name
+    return "UTC"

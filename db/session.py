@@ -26,7 +26,7 @@ class DatabaseError(Exception):
 
 
 def data_home() -> Path:
-    """Where the embedded default keeps its files: $XDG_DATA_HOME/fer-pipeline (~/.local/share/fer-pipeline)."""
+    """Where the local default keeps its files: $XDG_DATA_HOME/fer-pipeline (~/.local/share/fer-pipeline)."""
     return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "fer-pipeline"
 
 

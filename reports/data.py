@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from db.models import Face, Image, Model
-from db.results import breakdown, job_summary
+from db.reads import breakdown, job_summary
 from fer_model.classes import CLASSES
 from reports.photo_dates import DateSource, photo_date
 from reports.thumbnails import Box

@@ -6,13 +6,15 @@ import os
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 
+from db.incremental import under_roots
+
 
 def display_path(path: str, roots: Sequence[str]) -> str:
     """``path`` relative to the innermost job root holding it, prefixed by that root's name."""
     best: str | None = None
     for root in roots:
         root = root.rstrip("/") or "/"
-        if path == root or path.startswith(root.rstrip("/") + "/"):
+        if under_roots(path, [root]):
             if best is None or len(root) > len(best):
                 best = root
     if best is None:

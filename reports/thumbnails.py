@@ -10,11 +10,12 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
+from workers.images import on_white, upright_size
+
 THUMBNAIL_SIDE = 112
 # Context around the detector's box, as a share of its side: the box itself cuts off chin and hair.
 MARGIN = 0.2
 JPEG_QUALITY = 82
-EXIF_ORIENTATION = 0x0112
 
 
 class BoxOutsidePhoto(ValueError):
@@ -61,8 +62,7 @@ def face_thumbnail(path: str, box: Box, side: int = THUMBNAIL_SIDE) -> Thumbnail
 
 def _crop_upright(image: Image.Image, box: Box, side: int) -> Image.Image:
     width, height = image.size
-    orientation = image.getexif().get(EXIF_ORIENTATION, 1)
-    upright_width = height if orientation in (5, 6, 7, 8) else width
+    upright_width = upright_size(image)[0]
     if image.format == "JPEG":
         # Let libjpeg decode large photos reduced, keeping the face at least twice the thumbnail's size.
         wanted = min(1.0, 2 * side / max(box.w, 1))
@@ -84,12 +84,8 @@ def _crop_upright(image: Image.Image, box: Box, side: int) -> Image.Image:
 
 
 def _rgb(image: Image.Image) -> Image.Image:
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
     if image.mode.startswith("I"):
         # 16- and 32-bit gray: scale to 8 bits before converting (Pillow would clip).
         top = 65535 if image.mode.startswith("I;16") else max(image.getextrema()[1], 1)
         return image.convert("I").point(lambda value: value * (255 / top)).convert("L").convert("RGB")
-    return image.convert("RGB")
+    return on_white(image).convert("RGB")

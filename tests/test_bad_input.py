@@ -21,9 +21,10 @@ from tests.conftest import annotate_json
 from cli.output import EXIT_PARTIAL
 from db.models import Face
 from db.models import Image as ImageRow
-from db.results import create_job, image_ids
+from db.reads import image_ids
+from db.writes import create_job
 from db.session import make_engine
-from workers.tasks import process_chunk
+from workers.chunks import process_chunk
 
 # Real photos, real servers or whole benchmark runs: the full suite (`make test`), not the fast lane.
 pytestmark = pytest.mark.slow

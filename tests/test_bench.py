@@ -28,7 +28,7 @@ def test_classifier_bench_prints_faces_per_second_for_the_default_model():
 
 
 def test_pipeline_bench_runs_on_a_tiny_archive(tmp_path, photos_dir):
-    """Embedded and distributed runs and the figures; the `fer` peer needs its own venv, so it is left out here."""
+    """Local and distributed runs and the figures; the `fer` peer needs its own venv, so it is left out here."""
     result = subprocess.run(
         [sys.executable, "bench/pipeline.py", "--photos", "10", "--mosaics", "1", "--skip-peer",
          "--photos-dir", str(photos_dir), "--archive", str(tmp_path / "archive"),
@@ -37,10 +37,10 @@ def test_pipeline_bench_runs_on_a_tiny_archive(tmp_path, photos_dir):
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "11 images (10 photos 250x250, 1 mosaics 4000x3000), 20 true faces" in result.stdout
-    for line in ("fer-pipeline embedded, 1 process", "fer-pipeline distributed, 2 worker processes",
+    for line in ("fer-pipeline local, 1 process", "fer-pipeline distributed, 2 worker processes",
                  "Decoding floor", "Scaling, distributed 2 workers over 1"):
         assert line in result.stdout, line
-    row = re.search(r"^fer-pipeline embedded, 1 process\s+[\d.]+\s+[\d.]+\s+\d+\s+([\d.]+)$", result.stdout, re.M)
+    row = re.search(r"^fer-pipeline local, 1 process\s+[\d.]+\s+[\d.]+\s+\d+\s+([\d.]+)$", result.stdout, re.M)
     assert row and float(row.group(1)) >= 0.8
 
 

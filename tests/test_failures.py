@@ -24,7 +24,8 @@ from cli.main import fer
 from cli.output import EXIT_NOT_STARTED, EXIT_PARTIAL
 from db.models import Image as ImageRow
 from db.models import Job
-from db.results import create_job, database_identity, image_ids
+from db.reads import database_identity, image_ids
+from db.writes import create_job
 from db.session import make_engine
 from tests.conftest import REPO_ROOT
 
@@ -112,14 +113,14 @@ def test_a_job_whose_detector_cannot_run_fails_with_its_reason_and_retry_changes
 
 
 def test_an_error_inside_a_run_ends_the_job_as_failed_in_one_line(two_photos, sqlite_url, monkeypatch):
-    import workers.embedded
-    import workers.tasks
+    import workers.local
+    import workers.chunks
 
     def broken_classifier(name, *backend):
         raise OSError("the model file went away")
 
-    monkeypatch.setattr(workers.tasks, "get_classifier", broken_classifier)
-    monkeypatch.setattr(workers.embedded, "get_classifier", broken_classifier)
+    monkeypatch.setattr(workers.chunks, "get_classifier", broken_classifier)
+    monkeypatch.setattr(workers.local, "get_classifier", broken_classifier)
     result = run("annotate", str(two_photos), "--db", sqlite_url, "--processes", "1")
     assert result.exit_code == 1
     assert result.output.splitlines()[-1].startswith("Error: job 1 failed: OSError: the model file went away.")
@@ -130,7 +131,7 @@ def test_an_error_inside_a_run_ends_the_job_as_failed_in_one_line(two_photos, sq
 
 
 def test_a_chunk_a_worker_cannot_run_ends_its_job_as_failed(two_photos, sqlite_url, monkeypatch):
-    from workers.celery_app import annotate_chunk
+    from workers.tasks import annotate_chunk
     from workers.detection import UnknownDetector
 
     assert run("db", "upgrade", "--db", sqlite_url).exit_code == 0
@@ -145,7 +146,7 @@ def test_a_chunk_a_worker_cannot_run_ends_its_job_as_failed(two_photos, sqlite_u
 
 
 def test_cancel_ends_a_queued_job_and_its_pending_images_are_not_processed(two_photos, sqlite_url):
-    from workers.tasks import process_chunk
+    from workers.chunks import process_chunk
 
     assert run("db", "upgrade", "--db", sqlite_url).exit_code == 0
     engine = make_engine(sqlite_url)
@@ -296,8 +297,8 @@ def _queued_messages(client) -> list[dict]:
 @pytest.mark.slow
 def test_each_database_has_an_identity_that_every_task_carries_and_workers_check(two_photos, tmp_path, postgres_url,
                                                                                   broker, monkeypatch):
-    from workers.celery_app import annotate_chunk
-    from workers.tasks import WrongDatabase
+    from workers.tasks import annotate_chunk
+    from workers.chunks import WrongDatabase
 
     submitter = f"sqlite:///{tmp_path / 'submitter.db'}"
     assert run("db", "upgrade", "--db", submitter).exit_code == 0

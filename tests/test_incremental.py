@@ -178,7 +178,7 @@ def test_files_left_out_of_a_narrower_listing_are_not_missing(folder, database):
 def test_since_compares_instants_whatever_the_zone(folder, database):
     from zoneinfo import ZoneInfo
 
-    from db.results import since_summary
+    from db.reads import since_summary
 
     annotate(folder, database)
     engine = make_engine(database)

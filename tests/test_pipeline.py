@@ -1,4 +1,4 @@
-"""The annotation pipeline end to end: embedded on SQLite, distributed on Redis + PostgreSQL."""
+"""The annotation pipeline end to end: local on SQLite, distributed on Redis + PostgreSQL."""
 
 from __future__ import annotations
 
@@ -64,13 +64,13 @@ def _statuses(url: str) -> dict[str, tuple[str, str | None]]:
 
 
 @pytest.fixture(scope="module")
-def embedded_run(archive, tmp_path_factory):
-    url = f"sqlite:///{tmp_path_factory.mktemp('embedded') / 'fer.db'}"
+def local_run(archive, tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('local') / 'fer.db'}"
     return url, annotate_json(archive, url, "--chunk-size", "5", exit_code=EXIT_PARTIAL)  # notes.jpg is not a picture
 
 
-def test_embedded_annotation_gives_every_image_one_terminal_status(embedded_run):
-    url, report = embedded_run
+def test_local_annotation_gives_every_image_one_terminal_status(local_run):
+    url, report = local_run
     statuses = _statuses(url)
     assert len(statuses) == PHOTOS_IN_TEST + 2
     assert {status for status, _ in statuses.values()} <= {"done", "failed"}
@@ -80,8 +80,8 @@ def test_embedded_annotation_gives_every_image_one_terminal_status(embedded_run)
     assert report["images"] == {"total": PHOTOS_IN_TEST + 2, "done": PHOTOS_IN_TEST + 1, "failed": 1, "pending": 0}
 
 
-def test_report_counts_match_the_tables_and_probabilities_sum_to_one(embedded_run):
-    url, report = embedded_run
+def test_report_counts_match_the_tables_and_probabilities_sum_to_one(local_run):
+    url, report = local_run
     faces = _face_rows(url)
     assert report["faces"] == len(faces) >= PHOTOS_IN_TEST - 1
     assert sum(report["emotions"].values()) == len(faces)
@@ -93,12 +93,12 @@ def test_report_counts_match_the_tables_and_probabilities_sum_to_one(embedded_ru
     assert report["model"]["name"] == "seed" and report["model"]["version"]
 
 
-def test_rerunning_a_finished_chunk_changes_nothing(embedded_run):
+def test_rerunning_a_finished_chunk_changes_nothing(local_run):
     """A redelivered task finds its images done and writes nothing; a forced rewrite replaces, never duplicates."""
-    from db.results import image_ids
-    from workers.tasks import process_chunk
+    from db.reads import image_ids
+    from workers.chunks import process_chunk
 
-    url, report = embedded_run
+    url, report = local_run
     engine = make_engine(url)
     before = _face_rows(url)
     ids = image_ids(engine, report["job"], status=None)
@@ -111,8 +111,8 @@ def test_rerunning_a_finished_chunk_changes_nothing(embedded_run):
     engine.dispose()
 
 
-def test_export_writes_one_row_per_face(embedded_run, tmp_path):
-    url, report = embedded_run
+def test_export_writes_one_row_per_face(local_run, tmp_path):
+    url, report = local_run
     out = tmp_path / "faces.jsonl"
     result = CliRunner().invoke(fer, ["export", str(report["job"]), "--format", "jsonl", "-o", str(out), "--db", url])
     assert result.exit_code == 0, result.output
@@ -133,7 +133,7 @@ def broker():
     client.flushdb()
 
 
-def test_distributed_run_matches_the_embedded_one(archive, embedded_run, postgres_url, broker, monkeypatch, tmp_path):
+def test_distributed_run_matches_the_local_one(archive, local_run, postgres_url, broker, monkeypatch, tmp_path):
     monkeypatch.setenv("FER_BROKER_URL", broker)
     environment = {**os.environ, "FER_BROKER_URL": broker, "FER_DATABASE_URL": postgres_url, "PYTHONUNBUFFERED": "1"}
     upgrade = CliRunner().invoke(fer, ["db", "upgrade", "--db", postgres_url])
@@ -167,9 +167,9 @@ def test_distributed_run_matches_the_embedded_one(archive, embedded_run, postgre
             w.wait(timeout=30)
         for log in logs:
             log.close()
-    embedded_url, _ = embedded_run
-    assert _face_rows(postgres_url) == _face_rows(embedded_url)
-    assert _statuses(postgres_url) == _statuses(embedded_url)
+    local_url, _ = local_run
+    assert _face_rows(postgres_url) == _face_rows(local_url)
+    assert _statuses(postgres_url) == _statuses(local_url)
 
 
 def test_submit_without_a_broker_says_what_to_do(archive, monkeypatch, tmp_path):
@@ -206,8 +206,8 @@ def test_pipeline_errors_are_clear(archive, tmp_path, arguments, message):
 
 
 @pytest.mark.parametrize("by", ["folder", "day"])
-def test_report_breakdowns_add_up(embedded_run, by, tmp_path):
-    url, report = embedded_run
+def test_report_breakdowns_add_up(local_run, by, tmp_path):
+    url, report = local_run
     out = tmp_path / "report.csv"
     result = CliRunner().invoke(fer, ["report", str(report["job"]), "--by", by, "--format", "json", "--db", url])
     assert result.exit_code == 0, result.output
@@ -220,11 +220,12 @@ def test_report_breakdowns_add_up(embedded_run, by, tmp_path):
     assert result.exit_code == 0 and out.read_text().startswith(by)
 
 
-def test_workers_refuse_paths_outside_the_allowed_roots(embedded_run, tmp_path, monkeypatch):
-    from db.results import create_job, image_ids
-    from workers.tasks import process_chunk
+def test_workers_refuse_paths_outside_the_allowed_roots(local_run, tmp_path, monkeypatch):
+    from db.reads import image_ids
+    from db.writes import create_job
+    from workers.chunks import process_chunk
 
-    url, report = embedded_run
+    url, report = local_run
     engine = make_engine(url)
     inside = Path(report["roots"][0]) / "blank.png"
     job = create_job(engine, [str(tmp_path)], {}, [str(inside)])

@@ -10,23 +10,25 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from functools import cached_property
 
 import numpy as np
 
+from db.incremental import under_roots
+from db.records import FaceResult, ImageResult
 from fer_model.faces import stack_faces, to_face_array
 from fer_model.files import file_sha256
 from workers.classifier import EmotionClassifier
 from workers.cropping import face_crop
 from workers.detection import FaceDetector
-from workers.images import ImageReadError, LoadedImage, read_image
-from workers.min_face import MinFace, min_face_pixels, parse_min_face  # noqa: F401  (parse_min_face: for callers)
+from workers.images import ImageReadError, LoadedImage, read_image, upright_size
+from workers.min_face import MIN_FACE_SIZE, MinFace, min_face_pixels
 
 # Large JPEGs are decoded reduced: to no less than DECODE_SIDE pixels on the longer side, and
 # never so small that a face of the smallest size asked for drops below a detector's 20-px window.
 DECODE_SIDE = 1280
 DETECTOR_WINDOW = 20
-MIN_FACE_SIZE = 48
 
 
 @dataclass
@@ -55,40 +57,13 @@ class StageSeconds:
         return {stage: round(seconds, 4) for stage, seconds in asdict(self).items()}
 
 
-@dataclass
-class FaceResult:
-    index: int
-    x: int
-    y: int
-    w: int
-    h: int
-    score: float
-    probabilities: list[float] = field(default_factory=list)
-
-
-@dataclass
-class ImageResult:
-    image_id: int
-    status: str
-    error: str | None = None
-    width: int | None = None
-    height: int | None = None
-    size: int | None = None
-    mtime: float | None = None
-    sha256: str | None = None
-    duration_ms: float = 0.0
-    faces: list[FaceResult] = field(default_factory=list)
-    linked_from: int | None = None  # the image whose results were copied (same content seen before)
-
-
 def _image_size(path: str | os.PathLike) -> tuple[int, int]:
     """The upright size from the header alone; (0, 0) when unreadable (decoding then reports why)."""
     from PIL import Image
 
     try:
         with Image.open(path) as image:
-            width, height = image.size
-            return (height, width) if image.getexif().get(0x0112, 1) in (5, 6, 7, 8) else (width, height)
+            return upright_size(image)
     except Exception:  # noqa: BLE001 - read_image names the problem
         return 0, 0
 
@@ -96,15 +71,6 @@ def _image_size(path: str | os.PathLike) -> tuple[int, int]:
 def read_for_detection(path: str | os.PathLike, min_face: int = MIN_FACE_SIZE) -> LoadedImage:
     """Decode as small as detection allows: faces of ``min_face`` pixels stay above the detector's window."""
     return read_image(path, max_side=DECODE_SIDE, min_scale=min(1.0, DETECTOR_WINDOW / min_face))
-
-
-def is_allowed(path: str, allowed_roots: Sequence[str]) -> bool:
-    """True when the file, with every symlink resolved, lies below one of the allowed roots."""
-    return _below(os.path.realpath(path), [os.path.realpath(root) for root in allowed_roots])
-
-
-def _below(path: str, roots: Sequence[str]) -> bool:
-    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
 
 @dataclass(frozen=True)
@@ -121,17 +87,30 @@ class PathPolicy:
     worker_roots: tuple[str, ...] = ()
     follow_symlinks: bool = False
 
+    # The roots are resolved once per policy, not once per file.
+    @cached_property
+    def _real_job_roots(self) -> list[str]:
+        return [os.path.realpath(root) for root in self.job_roots]
+
+    @cached_property
+    def _real_worker_roots(self) -> list[str]:
+        return [os.path.realpath(root) for root in self.worker_roots]
+
+    @cached_property
+    def _absolute_job_roots(self) -> list[str]:
+        return [os.path.abspath(root) for root in self.job_roots]
+
     def refusal(self, path: str) -> str | None:
         """Why ``path`` may not be read (one line), or None when it may."""
         real = os.path.realpath(path)
-        worker_ok = not self.worker_roots or is_allowed(path, self.worker_roots)
+        worker_ok = not self.worker_roots or under_roots(real, self._real_worker_roots)
         if self.follow_symlinks:
-            if not _below(os.path.abspath(path), [os.path.abspath(root) for root in self.job_roots]):
+            if not under_roots(os.path.abspath(path), self._absolute_job_roots):
                 return "refused: path is outside the job's folders"
             if not worker_ok:
                 return f"refused: symbolic link to {real}, outside the worker's FER_ALLOWED_ROOTS"
             return None
-        if is_allowed(path, self.job_roots) and worker_ok:
+        if under_roots(real, self._real_job_roots) and worker_ok:
             return None
         if real != os.path.abspath(path):
             return (f"refused: symbolic link to {real}, outside the allowed roots (links are not followed out of the "
@@ -189,7 +168,7 @@ def classify_detected(chunks: Sequence[DetectedImages], classifier: EmotionClass
     rows = iter(probabilities)
     for chunk in chunks:
         for result_index, face_index in chunk.owners:
-            chunk.results[result_index].faces[face_index].probabilities = [float(p) for p in next(rows)]
+            chunk.results[result_index].faces[face_index].classify([float(p) for p in next(rows)])
     images = sum(len(chunk.results) for chunk in chunks)
     share = (time.perf_counter() - started) * 1000 / max(images, 1)
     for chunk in chunks:

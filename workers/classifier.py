@@ -4,24 +4,14 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
 
+from db.records import ModelIdentity
 from fer_model.classes import CLASSES
 
 logger = logging.getLogger("fer.worker")
-
-
-@dataclass(frozen=True)
-class ModelIdentity:
-    """What the database records about the model that labelled a face."""
-
-    name: str
-    version: str
-    file_sha256: str
-    metrics: dict
 
 
 def _identity_of(ref) -> ModelIdentity:

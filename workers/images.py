@@ -17,6 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 # Pillow itself refuses images above twice its MAX_IMAGE_PIXELS (about 179 megapixels).
 DEFAULT_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
+EXIF_ORIENTATION = 0x0112
 
 
 class ImageReadError(Exception):
@@ -86,8 +87,7 @@ def _decode(image: Image.Image, max_side: int | None, min_scale: float, max_pixe
         raise ImageReadError(f"refused: {width}x{height} pixels exceeds the limit of {max_pixels:,} (decompression bomb?)")
     if width < 1 or height < 1:
         raise ImageReadError(f"invalid dimensions {width}x{height}")
-    orientation = image.getexif().get(0x0112, 1)
-    upright_width, upright_height = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    upright_width, upright_height = upright_size(image)
 
     target_side = max(max_side or 0, max(width, height) * min_scale)
     if max_side and image.format == "JPEG" and max(width, height) >= 2 * target_side:
@@ -106,9 +106,19 @@ def _to_gray(image: Image.Image) -> np.ndarray:
         values = np.asarray(image, dtype=np.float64)
         top = 65535.0 if image.mode.startswith("I;16") or values.max() > 255 else 255.0
         return np.clip(values * (255.0 / top), 0, 255).astype(np.uint8)
+    return np.asarray(on_white(image).convert("L"), dtype=np.uint8)
+
+
+def upright_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) as the photo is shown: EXIF orientations 5-8 turn it a quarter."""
+    width, height = image.size
+    return (height, width) if image.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8) else (width, height)
+
+
+def on_white(image: Image.Image) -> Image.Image:
+    """Transparent areas made white, as a viewer shows them on a page; images without alpha as they are."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        # Transparent areas become white, as a viewer shows them on a page.
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return np.asarray(image.convert("L"), dtype=np.uint8)
+        return Image.alpha_composite(background, rgba)
+    return image

@@ -5,6 +5,7 @@ Kept free of heavy imports: the CLI parses `--min-face` with it at start-up.
 
 from __future__ import annotations
 
+MIN_FACE_SIZE = 48  # the classifier's input size
 MinFace = int | str  # pixels, or a share of the photo's shorter side such as "2%"
 # A relative smallest face never goes below the detector's reach.
 RELATIVE_MIN_FACE_FLOOR = 24

@@ -10,7 +10,8 @@ from sqlalchemy import Engine
 
 from db.models import utcnow
 from db.schedules import claim_run, due_today, list_schedules, record_run, release_claim
-from workers.discovery import DEFAULT_EXTENSIONS, DiscoveryError, find_images
+from workers.discovery import DiscoveryError, find_images
+from workers.options import JobOptions
 from workers.submission import NoImages, RunStillGoing, prepare_job
 
 log = logging.getLogger(__name__)
@@ -29,9 +30,9 @@ def start_due_runs(engine: Engine, enqueue, now: dt.datetime | None = None) -> l
             continue
         outcome: dict[str, Any] = {"schedule": schedule.id, "root": schedule.root, "date": local_date}
         options = {**schedule.options, "incremental": True, "allowed_roots": [schedule.root]}
+        listing = JobOptions.from_dict(options)
         try:
-            files = list(find_images([schedule.root], recursive=options.get("recursive", True),
-                                     extensions=options.get("extensions", DEFAULT_EXTENSIONS)))
+            files = list(find_images([schedule.root], recursive=listing.recursive, extensions=listing.extensions))
             job = prepare_job(engine, [schedule.root], files, options, schedule_id=schedule.id)
         except RunStillGoing as error:
             outcome.update(skipped=f"job {error.job_id} over {schedule.root} is still running")

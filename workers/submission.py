@@ -13,9 +13,11 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from db.incremental import FileState, RunPlan, create_planned_job, model_id_for, plan_run, running_job_over
-from db.results import create_job, finish_job_if_complete, image_ids
+from db.incremental import FileState, RunPlan, model_id_for, plan_run, running_job_over
+from db.reads import image_ids
+from db.writes import create_job, create_planned_job, finish_job_if_complete
 from workers.classifier import model_identity
+from workers.options import JobOptions
 
 
 class NoImages(Exception):
@@ -61,7 +63,7 @@ def prepare_job(
     Raises RunStillGoing when an incremental run over the same roots is still going, and
     NoImages when there is nothing to record (an emptied folder still records its missing files).
     """
-    if not options.get("incremental"):
+    if not JobOptions.from_dict(options).incremental:
         if not files:
             raise NoImages
         job_id = create_job(engine, roots, options, files)
@@ -69,7 +71,7 @@ def prepare_job(
     running = running_job_over(engine, roots)
     if running is not None:
         raise RunStillGoing(running)
-    identity = model_identity(options.get("model", "default"))
+    identity = model_identity(JobOptions.from_dict(options).model)
     options = {**options, "model_name": identity.name, "model_version": identity.version}
     plan = plan_run(engine, roots, file_states(files), model_id_for(engine, identity.name, identity.version))
     if not files and not plan.missing_ids:

@@ -1,48 +1,16 @@
-"""Writing jobs and annotation results, and reading them back as summaries.
-
-Every write is idempotent: recording a chunk again replaces that chunk's faces instead
-of adding copies, and a job's counts are recomputed from its images, never incremented.
-"""
+"""Reading jobs and annotation results back: work lists, job options, summaries and reports."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy import Connection, Engine, func, select, text
 
-from db.models import ENDED_STATUSES, DatabaseIdentity, Face, Image, Job, Model, as_utc, utcnow
+from db.models import ENDED_STATUSES, DatabaseIdentity, Face, Image, Job, Model, as_utc
 from fer_model.classes import CLASSES
-
-if TYPE_CHECKING:
-    from workers.annotate import ImageResult
-    from workers.classifier import ModelIdentity
-
-INSERT_BATCH = 1000
-
-
-def create_job(engine: Engine, roots: Sequence[str], options: dict[str, Any], paths: Iterable[str]) -> int:
-    """Record a job and one pending image row per path, in one transaction."""
-    with Session(engine) as session, session.begin():
-        job = Job(roots=list(roots), options=options, status="pending")
-        session.add(job)
-        session.flush()
-        batch: list[dict[str, Any]] = []
-        total = 0
-        for path in paths:
-            batch.append({"job_id": job.id, "path": path, "status": "pending"})
-            if len(batch) >= INSERT_BATCH:
-                session.execute(insert(Image), batch)
-                total += len(batch)
-                batch = []
-        if batch:
-            session.execute(insert(Image), batch)
-            total += len(batch)
-        job.images_total = total
-        return job.id
 
 
 def image_ids(engine: Engine, job_id: int, status: str | None = "pending") -> list[int]:
@@ -65,28 +33,6 @@ def pending_paths(engine: Engine, job_id: int, ids: Sequence[int]) -> list[tuple
     )
     with engine.connect() as connection:
         return [(row.id, row.path) for row in connection.execute(query)]
-
-
-def ensure_model(engine: Engine, identity: ModelIdentity) -> int:
-    """The models row for this model file, created on first use (safe under concurrent workers)."""
-    query = select(Model.id).where(Model.name == identity.name, Model.version == identity.version)
-    with engine.connect() as connection:
-        found = connection.scalar(query)
-    if found is not None:
-        return found
-    row = {"name": identity.name, "version": identity.version, "file_sha256": identity.file_sha256, "metrics": identity.metrics}
-    try:
-        with engine.begin() as connection:
-            connection.execute(insert(Model), [row])
-    except IntegrityError:
-        pass  # another worker created it first
-    with engine.connect() as connection:
-        return connection.scalar(query)
-
-
-def mark_running(engine: Engine, job_id: int) -> None:
-    with engine.begin() as connection:
-        connection.execute(update(Job).where(Job.id == job_id, Job.status == "pending").values(status="running"))
 
 
 def annotated_content(engine: Engine, model_id: int, digests: Sequence[str], exclude_ids: Sequence[int]) -> dict[str, dict[str, Any]]:
@@ -117,55 +63,7 @@ def annotated_content(engine: Engine, model_id: int, digests: Sequence[str], exc
     return sources
 
 
-def record_chunk(engine: Engine, job_id: int, model_id: int, results: Sequence[ImageResult]) -> None:
-    """Write a chunk's results in one transaction, replacing any earlier copy of them."""
-    now = utcnow()
-    with engine.begin() as connection:
-        ids = [result.image_id for result in results]
-        if not ids:
-            return
-        connection.execute(delete(Face).where(Face.image_id.in_(ids), Face.model_id == model_id))
-        for result in results:
-            connection.execute(
-                update(Image)
-                .where(Image.id == result.image_id, Image.job_id == job_id)
-                .values(
-                    status=result.status,
-                    error=result.error,
-                    width=result.width,
-                    height=result.height,
-                    size=result.size,
-                    mtime=result.mtime,
-                    sha256=result.sha256,
-                    processed_at=now,
-                    duration_ms=result.duration_ms,
-                    model_id=model_id if result.status == "done" else None,
-                    linked_from_id=result.linked_from,
-                )
-            )
-        rows = [
-            {
-                "image_id": result.image_id,
-                "model_id": model_id,
-                "face_index": face.index,
-                "x": face.x,
-                "y": face.y,
-                "w": face.w,
-                "h": face.h,
-                "detector_score": face.score,
-                "label": CLASSES[max(range(len(CLASSES)), key=face.probabilities.__getitem__)],
-                "confidence": max(face.probabilities),
-                **{f"p_{name}": p for name, p in zip(CLASSES, face.probabilities)},
-            }
-            for result in results
-            for face in result.faces
-        ]
-        if rows:
-            connection.execute(insert(Face), rows)
-    finish_job_if_complete(engine, job_id)
-
-
-def _status_counts(connection: Connection, job_ids: Sequence[int]) -> dict[str, int]:
+def status_counts(connection: Connection, job_ids: Sequence[int]) -> dict[str, int]:
     query = select(Image.status, func.count()).where(Image.job_id.in_(list(job_ids))).group_by(Image.status)
     return dict(connection.execute(query).all())
 
@@ -177,66 +75,6 @@ def _image_counts(statuses: dict[str, int]) -> dict[str, int]:
         "failed": statuses.get("failed", 0),
         "pending": statuses.get("pending", 0),
     }
-
-
-def finish_job_if_complete(engine: Engine, job_id: int) -> bool:
-    """Refresh the job's counts; mark it finished once no image is pending. Runs after the chunk commits."""
-    with engine.begin() as connection:
-        counts = _status_counts(connection, [job_id])
-        faces = connection.scalar(select(func.count(Face.id)).join(Image).where(Image.job_id == job_id)) or 0
-        values: dict[str, Any] = {
-            "images_total": sum(counts.values()),
-            "images_done": counts.get("done", 0),
-            "images_failed": counts.get("failed", 0),
-            "faces_found": faces,
-        }
-        complete = counts.get("pending", 0) == 0
-        connection.execute(update(Job).where(Job.id == job_id).values(**values))
-        if complete:  # a failed or cancelled job keeps its status and reason
-            connection.execute(
-                update(Job).where(Job.id == job_id, Job.status.not_in(ENDED_STATUSES)).values(status="finished", error=None)
-            )
-            connection.execute(update(Job).where(Job.id == job_id, Job.finished_at.is_(None)).values(finished_at=utcnow()))
-        return complete
-
-
-def mark_job(engine: Engine, job_id: int, status: str, error: str | None = None) -> None:
-    """Set a job's status and its reason (e.g. 'interrupted' when its submission was cut short, 'failed' with why)."""
-    values: dict[str, Any] = {"status": status, "error": error}
-    if status in ENDED_STATUSES:
-        values["finished_at"] = utcnow()
-    with engine.begin() as connection:
-        connection.execute(update(Job).where(Job.id == job_id).values(**values))
-
-
-def set_files_skipped(engine: Engine, job_id: int, count: int) -> None:
-    """Record how many listed entries were not image files to annotate (folders named *.jpg, links, loops)."""
-    with engine.begin() as connection:
-        connection.execute(update(Job).where(Job.id == job_id).values(files_skipped=count))
-
-
-def cancel_job(engine: Engine, job_id: int) -> str | None:
-    """End a job that is pending, running or interrupted: its pending images will not be processed.
-
-    Returns the status the job had (None: no such job). A finished job is left as it is.
-    """
-    with engine.begin() as connection:
-        status = connection.scalar(select(Job.status).where(Job.id == job_id))
-        if status in ("pending", "running", "interrupted", "failed"):
-            connection.execute(
-                update(Job).where(Job.id == job_id)
-                .values(status="cancelled", error="cancelled with `fer cancel`", finished_at=utcnow())
-            )
-    return status
-
-
-def update_job_options(engine: Engine, job_id: int, changes: dict[str, Any]) -> dict[str, Any]:
-    """Change some of a job's options (e.g. the detector that made it fail); returns the new options."""
-    with engine.begin() as connection:
-        options = dict(connection.scalar(select(Job.options).where(Job.id == job_id)) or {})
-        options.update(changes)
-        connection.execute(update(Job).where(Job.id == job_id).values(options=options))
-    return options
 
 
 def database_identity(engine: Engine) -> str | None:
@@ -252,29 +90,6 @@ def job_options(engine: Engine, job_id: int) -> dict[str, Any] | None:
     return None if row is None else dict(row.options)
 
 
-def reopen_job(engine: Engine, job_id: int, include_failed: bool) -> list[int]:
-    """Make a job runnable again and return the ids of the images that need work.
-
-    Pending images (never queued, or queued and lost) are returned as they are; with
-    ``include_failed``, failed images are reset to pending first (their error cleared).
-    Done images are never touched, so nothing is counted twice.
-    """
-    with engine.begin() as connection:
-        if include_failed:
-            connection.execute(
-                update(Image)
-                .where(Image.job_id == job_id, Image.status == "failed")
-                .values(status="pending", error=None, processed_at=None)
-            )
-        ids = list(connection.scalars(
-            select(Image.id).where(Image.job_id == job_id, Image.status == "pending").order_by(Image.id)
-        ))
-        if ids:
-            connection.execute(update(Job).where(Job.id == job_id).values(status="pending", finished_at=None, error=None))
-    finish_job_if_complete(engine, job_id)
-    return ids
-
-
 def latest_job_id(engine: Engine) -> int | None:
     with engine.connect() as connection:
         return connection.scalar(select(func.max(Job.id)))
@@ -286,7 +101,7 @@ def job_summary(engine: Engine, job_id: int) -> dict[str, Any] | None:
         job = connection.execute(select(Job).where(Job.id == job_id)).first()
         if job is None:
             return None
-        statuses = _status_counts(connection, [job_id])
+        statuses = status_counts(connection, [job_id])
         emotions = dict(
             connection.execute(
                 select(Face.label, func.count()).join(Image).where(Image.job_id == job_id).group_by(Face.label)
@@ -353,7 +168,7 @@ def since_summary(engine: Engine, since: dt.datetime) -> dict[str, Any]:
             select(Job.id, Job.images_unchanged, Job.images_missing).where(Job.created_at >= since).order_by(Job.id)
         ).all()
         ids = [job.id for job in jobs]
-        statuses = _status_counts(connection, ids)
+        statuses = status_counts(connection, ids)
         per_model = connection.execute(
             select(Model.name, Model.version, Face.label, func.count())
             .select_from(Face).join(Image, Image.id == Face.image_id).join(Model, Model.id == Face.model_id)
@@ -456,3 +271,15 @@ def archive_summary(engine: Engine) -> dict[str, Any]:
         "emotions": emotions,
         "models": list(models.values()),
     }
+
+
+@contextmanager
+def export_rows(engine: Engine, job_id: int, failed: bool) -> Iterator[tuple[list[str], Iterable[Sequence[Any]]]]:
+    """The columns and rows `fer export` writes: a job's faces (the face_annotations view), or its failed files."""
+    if failed:
+        query = text("SELECT path, error FROM images WHERE job_id = :job AND status = 'failed' ORDER BY path")
+    else:
+        query = text("SELECT * FROM face_annotations WHERE job_id = :job ORDER BY path, face_index")
+    with engine.connect() as connection:
+        result = connection.execute(query, {"job": job_id})
+        yield list(result.keys()), result

@@ -18,7 +18,8 @@ from typing import Any
 
 from workers.annotate import DetectedImages, StageSeconds, classify_detected
 from workers.classifier import EmotionClassifier, backend_for, get_classifier
-from workers.tasks import DetectedChunk, detect_chunk, engine_for, one_thread_per_process, write_chunk
+from workers.options import JobOptions
+from workers.chunks import DetectedChunk, detect_chunk, engine_for, init_process, one_opencv_thread, write_chunk
 
 # Detection work is handed out in pieces of about 1/PIECES_PER_PROCESS of a process's
 # share, so the processes finish together even when a few large photos take seconds each.
@@ -38,13 +39,13 @@ def run_locally(
 
     Returns the seconds spent per stage, summed over all processes.
     """
-    from db.results import mark_running
+    from db.writes import mark_running
 
     seconds = StageSeconds()
     if not chunks:
         return seconds
     mark_running(engine_for(database_url), job_id)
-    one_thread_per_process()  # this process classifies beside the detection processes: no OpenCV threads of its own
+    one_opencv_thread()  # this process classifies beside the detection processes: no OpenCV threads of its own
     pieces = split_into_pieces(chunks, processes)
     left = [0] * len(chunks)
     for index, _ in pieces:
@@ -56,7 +57,7 @@ def run_locally(
         futures = {pool.submit(detect_chunk, database_url, job_id, ids, options): index for index, ids in pieces}
         # Only now, with every detection process started (forked), may this process import TensorFlow.
         backend = backend_for(sum(len(chunk) for chunk in chunks))
-        model: Future[EmotionClassifier] = loader.submit(get_classifier, options.get("model", "default"), backend)
+        model: Future[EmotionClassifier] = loader.submit(get_classifier, JobOptions.from_dict(options).model, backend)
         pending = set(futures)
         while pending:
             finished, pending = wait(pending, return_when=FIRST_COMPLETED)
@@ -138,4 +139,5 @@ def _detection_pool(processes: int) -> Executor:
     # fork is fast and safe while TensorFlow is not loaded here (the model loads after the fork);
     # where it is (an embedding program, the tests), spawn gives fresh interpreters.
     method = "fork" if "tensorflow" not in sys.modules and "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    return ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context(method))
+    return ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context(method),
+                               initializer=init_process)

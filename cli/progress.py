@@ -1,0 +1,42 @@
+"""Progress bars: a local run's, and following a queued job until it ends."""
+
+from __future__ import annotations
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from cli.output import console
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=True,
+    )
+
+
+class BarProgress:
+    """A library run's progress on a rich progress bar."""
+
+    def __init__(self, bar: Progress):
+        self.bar = bar
+        self.task = None
+
+    def start(self, total: int, description: str) -> None:
+        self.task = self.bar.add_task(description, total=total)
+
+    def advance(self, images: int, description: str) -> None:
+        self.bar.update(self.task, advance=images, description=description)
+
+    def set_completed(self, images: int) -> None:
+        self.bar.update(self.task, completed=images)
+
+    def warn(self, message: str) -> None:
+        self.bar.console.print(message, markup=False)
+
+
+def wait_for(engine, job_id: int, timeout: float | None = None) -> bool:
+    """Follow the job with a progress bar until it ends; True when it ended, False at ``timeout`` seconds."""
+    from workers.pipeline import follow_job
+
+    with progress_bar() as bar:
+        return follow_job(engine, job_id, BarProgress(bar), timeout=timeout)

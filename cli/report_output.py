@@ -1,0 +1,182 @@
+"""Rendering job reports and status lines: tables, captions, JSON and CSV."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from cli.output import EXIT_PARTIAL, console, fail, plural
+
+# Failed files listed under the report table; JSON and `fer export --failed` have them all.
+FAILED_SHOWN = 10
+
+
+def exit_for(summary: dict[str, Any]) -> None:
+    """Exit 23 when some images failed (the report above lists them); return when every image was annotated."""
+    if summary["images"]["failed"]:
+        raise SystemExit(EXIT_PARTIAL)
+
+
+def status_line(summary: dict[str, Any]) -> Text:
+    images = summary["images"]
+    line = (f"job {summary['job']}: {summary['status']}; {images['done'] + images['failed']}/"
+            f"{plural(images['total'], 'image')} ({images['done']} done, {images['failed']} failed, "
+            f"{images['pending']} pending), {plural(summary['faces'], 'face')}")
+    if summary.get("error"):
+        line += f"; {summary['error']}"
+    changes = summary.get("changes") or {}
+    if images["total"] == 0 and (changes.get("unchanged") or changes.get("missing")):
+        line += f" ({changes.get('unchanged', 0)} unchanged, {changes.get('missing', 0)} missing)"
+    return Text(line)
+
+
+def archive_line(archive: dict[str, Any]) -> Text:
+    images = archive["images"]["done"]
+    return Text(f"Whole archive: {plural(images, 'image')} annotated, {plural(archive['faces'], 'face')}"
+                + (f"; last run: job {archive['latest_job']} on {archive['last_run'][:16].replace('T', ' ')} UTC"
+                   if archive.get("last_run") else "")
+                + " (`fer report --all`)")
+
+
+def print_report(summary: dict[str, Any], output_format: str, output: Path | None = None) -> None:
+    rows = summary.get("rows")
+    if output_format == "json":
+        text = json.dumps(summary, indent=2) + "\n"
+    elif output_format == "csv" and rows is not None:
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]) if rows else [summary["by"], "images", "faces"])
+        writer.writeheader()
+        writer.writerows(rows)
+        text = buffer.getvalue()
+    elif output_format == "csv":
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["emotion", "faces", "share"])
+        for name, count in summary["emotions"].items():
+            writer.writerow([name, count, f"{count / summary['faces']:.4f}" if summary["faces"] else "0"])
+        text = buffer.getvalue()
+    else:
+        if output is None:
+            console.print(_report_table(summary))
+            console.print(Text(_report_caption(summary)))
+            return
+        with console.capture() as captured:
+            console.print(_report_table(summary))
+            console.print(Text(_report_caption(summary)))
+        text = captured.get()
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        from fer_model.files import write_atomically
+
+        try:
+            write_atomically(output, text)
+        except OSError as error:
+            fail(f"cannot write {output}: {error.strerror or error}")
+        console.print(f"Wrote {escape(str(output))}")
+
+
+def _report_caption(summary: dict[str, Any]) -> str:
+    if summary.get("archive"):
+        return _archive_caption(summary)
+    images = summary["images"]
+    lines = [f"{plural(images['total'], 'image')} annotated: {images['done']} done, {images['failed']} failed, "
+             f"{images['pending']} pending; {plural(summary['faces'], 'face')}"]
+    if "since" in summary:
+        lines[0] = f"Since {summary['since']} ({plural(len(summary['jobs']), 'run')}): " + lines[0]
+        lines += [f"model {m['name']} {m['version']}: {plural(m['faces'], 'face')}" for m in summary["models"]]
+    else:
+        model = summary["model"]
+        lines[0] += (f"; {plural(summary['images_without_faces'], 'image')} without faces; "
+                     f"model {model['name']} {model['version'] or ''}")
+    if summary.get("error"):
+        lines.append(f"Job {summary['status']}: {summary['error']}")
+    changes = summary.get("changes")
+    # A first run (everything new) has nothing to compare with.
+    if changes and any(changes[key] for key in ("changed", "copied", "unchanged", "missing")):
+        lines.append(
+            f"Changes: {changes['new']} new, {changes['changed']} changed, {changes['copied']} copies of files "
+            f"annotated before (results reused), {changes['unchanged']} unchanged (skipped), "
+            f"{changes['missing']} missing since the last run"
+        )
+    lines += _failed_lines(summary)
+    lines += _skipped_lines(summary)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _failed_lines(summary: dict[str, Any]) -> list[str]:
+    failed = summary.get("failed_files") or []
+    if not failed:
+        return []
+    lines = [f"Failed ({len(failed)}):"]
+    lines += [f"  {item['path']}: {item['error']}" for item in failed[:FAILED_SHOWN]]
+    if len(failed) > FAILED_SHOWN:
+        lines.append(f"  ... and {len(failed) - FAILED_SHOWN} more: `fer export {summary['job']} --failed -o failed.csv` "
+                     "or --format json lists them all")
+    return lines
+
+
+def _skipped_lines(summary: dict[str, Any]) -> list[str]:
+    listed = summary.get("skipped_files") or []
+    count = max(summary.get("files_skipped") or 0, len(listed))
+    if not count:
+        return []
+    lines = [f"Skipped {plural(count, 'entry', 'entries')} that are not image files:"]
+    lines += [f"  {item['path']}: {item['reason']}" for item in listed[:FAILED_SHOWN]]
+    if len(listed) > FAILED_SHOWN:
+        lines.append(f"  ... and {len(listed) - FAILED_SHOWN} more (--format json lists them all)")
+    return lines
+
+
+def _archive_caption(archive: dict[str, Any]) -> str:
+    lines = []
+    latest = archive.get("latest_run")
+    if latest:
+        changes = latest["changes"]
+        lines.append(f"The latest run (job {latest['job']}, {latest['status']}) changed nothing: "
+                     f"{changes['unchanged']} unchanged, {changes['missing']} missing. The whole archive:")
+    when = f"; last run: job {archive['latest_job']} on {archive['last_run'][:16].replace('T', ' ')} UTC" \
+        if archive.get("last_run") else ""
+    lines.append(f"{plural(archive['images']['done'], 'image')} (each file's latest annotation), "
+                 f"{plural(archive['faces'], 'face')}{when}")
+    lines += [f"model {m['name']} {m['version']}: {plural(m['images'], 'image')}, {plural(m['faces'], 'face')}"
+              for m in archive["models"]]
+    return "\n".join(lines)
+
+
+# Emotion columns of --by tables, short enough for 80 columns; the legend is under the table.
+SHORT_EMOTIONS = {"angry": "ang", "disgust": "dis", "fear": "fea", "happy": "hap", "neutral": "neu", "sad": "sad",
+                  "surprise": "sur"}
+
+
+def _report_table(summary: dict[str, Any]) -> Table:
+    if summary.get("archive"):
+        title = "Whole archive"
+    elif "since" in summary:
+        title = f"Since {summary['since']}"
+    else:
+        title = f"Job {summary['job']} ({summary['status']})"
+    table = Table(title=title)
+    if summary.get("rows") is not None:
+        by = summary["by"]
+        table = Table(title=title, padding=(0, 1), caption=" ".join(f"{s}={n}" for n, s in SHORT_EMOTIONS.items()))
+        table.add_column(by, overflow="fold", ratio=1)
+        for column in ("images", "faces", *summary["emotions"]):
+            table.add_column(SHORT_EMOTIONS.get(column, column), justify="right", no_wrap=True)
+        for row in summary["rows"]:
+            table.add_row(*(Text(str(row[column])) for column in (by, "images", "faces", *summary["emotions"])))
+        return table
+    table.add_column("emotion")
+    table.add_column("faces", justify="right")
+    table.add_column("share", justify="right")
+    for name, count in summary["emotions"].items():
+        table.add_row(name, str(count), f"{count / summary['faces']:.1%}" if summary["faces"] else "-")
+    return table

@@ -1,0 +1,207 @@
+"""Writing jobs and annotation results: jobs, chunks, status marks.
+
+Every write is idempotent: recording a chunk again replaces that chunk's faces instead
+of adding copies, and a job's counts are recomputed from its images, never incremented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from db.incremental import RunPlan, model_id_for
+from db.models import ENDED_STATUSES, Face, Image, Job, Model, utcnow
+from db.reads import status_counts
+from db.records import ImageResult, ModelIdentity
+from fer_model.classes import CLASSES
+
+
+INSERT_BATCH = 1000
+
+
+def create_job(engine: Engine, roots: Sequence[str], options: dict[str, Any], paths: Iterable[str]) -> int:
+    """Record a full pass: the job and one pending image row per path, in one transaction."""
+    return create_planned_job(engine, roots, options, RunPlan(to_annotate=[(path, None) for path in paths]))
+
+
+def create_planned_job(
+    engine: Engine, roots: Sequence[str], options: dict[str, Any], plan: RunPlan, schedule_id: int | None = None
+) -> int:
+    """Record the job, its pending images and the missing marks, in one transaction."""
+    with Session(engine) as session, session.begin():
+        job = Job(
+            roots=list(roots), options=options, status="pending", images_total=len(plan.to_annotate),
+            images_unchanged=plan.unchanged, images_missing=plan.missing_paths, schedule_id=schedule_id,
+        )
+        session.add(job)
+        session.flush()
+        rows = [{"job_id": job.id, "path": path, "status": "pending", "change": change} for path, change in plan.to_annotate]
+        for start in range(0, len(rows), INSERT_BATCH):
+            session.execute(insert(Image), rows[start : start + INSERT_BATCH])
+        now = utcnow()
+        for start in range(0, len(plan.missing_ids), INSERT_BATCH):
+            batch = plan.missing_ids[start : start + INSERT_BATCH]
+            session.execute(update(Image).where(Image.id.in_(batch)).values(missing_at=now))
+        return job.id
+
+
+def ensure_model(engine: Engine, identity: ModelIdentity) -> int:
+    """The models row for this model file, created on first use (safe under concurrent workers)."""
+    found = model_id_for(engine, identity.name, identity.version)
+    if found is not None:
+        return found
+    row = {"name": identity.name, "version": identity.version, "file_sha256": identity.file_sha256, "metrics": identity.metrics}
+    try:
+        with engine.begin() as connection:
+            connection.execute(insert(Model), [row])
+    except IntegrityError:
+        pass  # another worker created it first
+    return model_id_for(engine, identity.name, identity.version)
+
+
+def mark_running(engine: Engine, job_id: int) -> None:
+    with engine.begin() as connection:
+        connection.execute(update(Job).where(Job.id == job_id, Job.status == "pending").values(status="running"))
+
+
+def record_chunk(engine: Engine, job_id: int, model_id: int, results: Sequence[ImageResult]) -> None:
+    """Write a chunk's results in one transaction, replacing any earlier copy of them."""
+    now = utcnow()
+    with engine.begin() as connection:
+        ids = [result.image_id for result in results]
+        if not ids:
+            return
+        connection.execute(delete(Face).where(Face.image_id.in_(ids), Face.model_id == model_id))
+        for result in results:
+            connection.execute(
+                update(Image)
+                .where(Image.id == result.image_id, Image.job_id == job_id)
+                .values(
+                    status=result.status,
+                    error=result.error,
+                    width=result.width,
+                    height=result.height,
+                    size=result.size,
+                    mtime=result.mtime,
+                    sha256=result.sha256,
+                    processed_at=now,
+                    duration_ms=result.duration_ms,
+                    model_id=model_id if result.status == "done" else None,
+                    linked_from_id=result.linked_from,
+                )
+            )
+        rows = [
+            {
+                "image_id": result.image_id,
+                "model_id": model_id,
+                "face_index": face.index,
+                "x": face.x,
+                "y": face.y,
+                "w": face.w,
+                "h": face.h,
+                "detector_score": face.score,
+                "label": face.label,
+                "confidence": face.confidence,
+                **{f"p_{name}": p for name, p in zip(CLASSES, face.probabilities)},
+            }
+            for result in results
+            for face in result.faces
+        ]
+        if rows:
+            connection.execute(insert(Face), rows)
+        pending = connection.scalar(
+            select(Image.id).where(Image.job_id == job_id, Image.status == "pending").limit(1)
+        )
+    if pending is None:  # the job's counts are refreshed once, when its last chunk is written
+        finish_job_if_complete(engine, job_id)
+
+
+def finish_job_if_complete(engine: Engine, job_id: int) -> bool:
+    """Refresh the job's counts; mark it finished once no image is pending. Runs after the chunk commits."""
+    with engine.begin() as connection:
+        complete = _refresh_counts(connection, job_id).get("pending", 0) == 0
+        if complete:  # a failed or cancelled job keeps its status and reason
+            connection.execute(
+                update(Job).where(Job.id == job_id, Job.status.not_in(ENDED_STATUSES)).values(status="finished", error=None)
+            )
+            connection.execute(update(Job).where(Job.id == job_id, Job.finished_at.is_(None)).values(finished_at=utcnow()))
+        return complete
+
+
+def _refresh_counts(connection: Connection, job_id: int) -> dict[str, int]:
+    """Recount the job's images by status and its faces into the jobs row; returns the counts by status."""
+    counts = status_counts(connection, [job_id])
+    faces = connection.scalar(select(func.count(Face.id)).join(Image).where(Image.job_id == job_id)) or 0
+    connection.execute(update(Job).where(Job.id == job_id).values(
+        images_total=sum(counts.values()), images_done=counts.get("done", 0), images_failed=counts.get("failed", 0),
+        faces_found=faces,
+    ))
+    return counts
+
+
+def mark_job(engine: Engine, job_id: int, status: str, error: str | None = None) -> None:
+    """Set a job's status and its reason (e.g. 'interrupted' when its submission was cut short, 'failed' with why)."""
+    values: dict[str, Any] = {"status": status, "error": error}
+    if status in ENDED_STATUSES:
+        values["finished_at"] = utcnow()
+    with engine.begin() as connection:
+        connection.execute(update(Job).where(Job.id == job_id).values(**values))
+        _refresh_counts(connection, job_id)  # a run that stopped part-way counts what it did
+
+
+def set_files_skipped(engine: Engine, job_id: int, count: int) -> None:
+    """Record how many listed entries were not image files to annotate (folders named *.jpg, links, loops)."""
+    with engine.begin() as connection:
+        connection.execute(update(Job).where(Job.id == job_id).values(files_skipped=count))
+
+
+def cancel_job(engine: Engine, job_id: int) -> str | None:
+    """End a job that is pending, running or interrupted: its pending images will not be processed.
+
+    Returns the status the job had (None: no such job). A finished job is left as it is.
+    """
+    with engine.begin() as connection:
+        status = connection.scalar(select(Job.status).where(Job.id == job_id))
+        if status in ("pending", "running", "interrupted", "failed"):
+            connection.execute(
+                update(Job).where(Job.id == job_id)
+                .values(status="cancelled", error="cancelled with `fer cancel`", finished_at=utcnow())
+            )
+            _refresh_counts(connection, job_id)
+    return status
+
+
+def update_job_options(engine: Engine, job_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+    """Change some of a job's options (e.g. the detector that made it fail); returns the new options."""
+    with engine.begin() as connection:
+        options = dict(connection.scalar(select(Job.options).where(Job.id == job_id)) or {})
+        options.update(changes)
+        connection.execute(update(Job).where(Job.id == job_id).values(options=options))
+    return options
+
+
+def reopen_job(engine: Engine, job_id: int, include_failed: bool) -> list[int]:
+    """Make a job runnable again and return the ids of the images that need work.
+
+    Pending images (never queued, or queued and lost) are returned as they are; with
+    ``include_failed``, failed images are reset to pending first (their error cleared).
+    Done images are never touched, so nothing is counted twice.
+    """
+    with engine.begin() as connection:
+        if include_failed:
+            connection.execute(
+                update(Image)
+                .where(Image.job_id == job_id, Image.status == "failed")
+                .values(status="pending", error=None, processed_at=None)
+            )
+        ids = list(connection.scalars(
+            select(Image.id).where(Image.job_id == job_id, Image.status == "pending").order_by(Image.id)
+        ))
+        if ids:
+            connection.execute(update(Job).where(Job.id == job_id).values(status="pending", finished_at=None, error=None))
+    finish_job_if_complete(engine, job_id)
+    return ids
