@@ -86,7 +86,7 @@ def main() -> None:
     from workers.classifier import EmotionClassifier
     from workers.cropping import FACE_MARGIN, face_crop
     from workers.detection import get_detector
-    from fer_model.preprocessing import stack_faces
+    from fer_model.faces import stack_faces
 
     val = load_fer2013(args.data_dir / "fer2013")["val"]
     photos = sorted((args.data_dir / "photos").glob("*.jpg"))

@@ -12,7 +12,6 @@ from __future__ import annotations
 import keras
 
 from fer_model.classes import FACE_SIZE
-from fer_model.faces import stack_faces, to_face_array  # noqa: F401  (re-exported: part of this module's API)
 
 
 @keras.saving.register_keras_serializable(package="fer_model")

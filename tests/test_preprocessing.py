@@ -6,7 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from fer_model.preprocessing import FaceMinMaxScaling, stack_faces, to_face_array
+from fer_model.faces import stack_faces, to_face_array
+from fer_model.preprocessing import FaceMinMaxScaling
 
 
 @pytest.mark.parametrize(
