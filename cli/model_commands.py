@@ -107,8 +107,6 @@ def train(
       fer model train --recipe default --data ../shared/data/fer2013 --out runs/default
       fer model train --recipe default --data ../shared/data/fer2013 --out runs/default --resume
     """
-    import numpy as np
-
     from fer_model.model_card import comparison_row
     from fer_model.recipes import get_recipe
     from fer_model.training import TrainingError, TrainingRun, started_settings
@@ -125,9 +123,6 @@ def train(
     except (OSError, ValueError, TypeError) as error:
         fail(f"--compared-with: not a finished training run ({error})")
     dataset = _load_data(data, skip_bad)
-    subset = None
-    if limit is not None and limit < len(dataset["train"]):
-        subset = np.sort(np.random.default_rng(seed).choice(len(dataset["train"]), size=limit, replace=False))
     run = TrainingRun(
         recipe=chosen,
         out=out,
@@ -135,6 +130,7 @@ def train(
         seed=seed,
         resume=resume,
         class_weights=class_weights,
+        train_limit=limit,
         command=_reproduce_command(
             recipe, data, out, epochs or chosen.epochs, seed, class_weights=class_weights, skip_bad=skip_bad, limit=limit
         ),
@@ -150,7 +146,7 @@ def train(
     )
     try:
         with Progress(*columns, console=console, transient=True) as bar:
-            result = run_training(run, dataset, progress=_RichTrainingProgress(bar), train_subset=subset)
+            result = run_training(run, dataset, progress=_RichTrainingProgress(bar))
     except TrainingError as error:
         fail(str(error))
     except OSError as error:

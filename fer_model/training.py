@@ -22,7 +22,6 @@ import math
 import os
 import platform
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -72,12 +71,16 @@ class TrainingRun:
     seed: int = 1
     resume: bool = False
     class_weights: bool = False
+    train_limit: int | None = None  # train on a random subset of this many images (smoke runs)
     command: str = ""
     data_description: dict[str, Any] = field(default_factory=dict)
     comparisons: list[dict[str, Any]] = field(default_factory=list)
 
     def settings(self) -> dict[str, Any]:
-        return {"recipe": self.recipe.name, "epochs": self.epochs, "seed": self.seed, "class_weights": self.class_weights}
+        settings = {"recipe": self.recipe.name, "epochs": self.epochs, "seed": self.seed, "class_weights": self.class_weights}
+        if self.train_limit is not None:
+            settings["train_limit"] = self.train_limit
+        return settings
 
 
 @dataclass
@@ -191,10 +194,12 @@ def train(
     dataset: Dataset,
     *,
     progress: TrainingProgress | None = None,
-    train_subset: Sequence[int] | None = None,
 ) -> TrainingResult:
     """Train ``run.recipe`` on ``dataset``'s train split, validating on PublicTest (``val``)."""
-    train_split = dataset["train"] if train_subset is None else dataset["train"].subset(np.asarray(train_subset))
+    train_split = dataset["train"]
+    if run.train_limit is not None and run.train_limit < len(train_split):
+        rng = np.random.default_rng(run.seed)
+        train_split = train_split.subset(np.sort(rng.choice(len(train_split), size=run.train_limit, replace=False)))
     if len(train_split) == 0:
         raise TrainingError(f"{dataset.source}: the train split is empty")
     val_split = dataset["val"] if dataset.has("val") and len(dataset["val"]) else None
@@ -253,7 +258,9 @@ def _prepare_folder(run: TrainingRun) -> int:
     if not settings_path.exists():
         raise TrainingError(f"{out} holds no training run to resume (no {RUN_FILE})")
     started = json.loads(settings_path.read_text())
-    for key, value in run.settings().items():
+    current = run.settings()
+    for key in sorted(set(started) | set(current)):
+        value = current.get(key)
         if started.get(key) != value:
             raise TrainingError(
                 f"{out} holds a run with {key} {started.get(key)!r}, not {value!r}: resume it with the settings it started with"
