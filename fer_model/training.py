@@ -17,6 +17,7 @@ schedule as one that never stopped.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -293,9 +294,11 @@ def _truncate_history(path: Path, epochs_done: int) -> None:
     rows = _read_history_rows(path)
     if not rows:
         return
-    kept = [row for row in rows if int(row["epoch"]) < epochs_done]
-    content = ",".join(rows[0].keys()) + "\n" + "".join(",".join(row.values()) + "\n" for row in kept)
-    write_atomically(path, content)
+    content = io.StringIO()
+    writer = csv.DictWriter(content, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(row for row in rows if int(row["epoch"]) < epochs_done)
+    write_atomically(path, content.getvalue())
 
 
 def _best_in_history(path: Path, monitor: str) -> float | None:

@@ -163,7 +163,7 @@ def _link_known_content(
                 try:
                     digests[image_id] = file_sha256(path)
                 except OSError:
-                    pass  # annotate_images reports it
+                    pass  # detect_images reports it
     known = annotated_content(engine, model_id, list(digests.values()), [image_id for image_id, _ in items])
     copies: list[ImageResult] = []
     rest: list[tuple[int, str]] = []

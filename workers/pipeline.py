@@ -279,9 +279,9 @@ def _no_worker_seconds() -> float:
 
 def workers_answering() -> bool | None:
     """Whether any Celery worker answers a ping on the broker (None: the broker cannot be reached)."""
-    from workers.celery_app import app, broker_url
+    from workers.celery_app import app
 
-    app.conf.broker_url = broker_url()
+    use_broker(None)
     try:
         return bool(app.control.inspect(timeout=1.0).ping())
     except Exception:  # noqa: BLE001 - kombu raises several kinds for an unreachable broker
