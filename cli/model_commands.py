@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -11,6 +12,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.markup import escape
 
 from cli.output import console, fail, plural
+from cli.params import MODEL
+
+if TYPE_CHECKING:
+    from fer_model.registry import ModelRef
 
 DATA_HELP = "FER2013 as image folders (<split>/<class>/<image>) or the original fer2013.csv."
 
@@ -162,7 +167,7 @@ def train(
 
 
 @model.command()
-@click.option("--model", "model_name", default="default", show_default=True, help="Model name, run folder or .keras file.")
+@click.option("--model", "ref", type=MODEL, default="default", show_default=True, help="Model name, run folder or .keras file.")
 @click.option("--data", type=click.Path(path_type=Path), required=True, help=DATA_HELP)
 @click.option(
     "--split",
@@ -173,18 +178,14 @@ def train(
 )
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for the metrics, figures and report.")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or malformed data and count it, instead of stopping.")
-def evaluate(model_name: str, data: Path, split: str, out: Path, skip_bad: bool) -> None:
+def evaluate(ref: ModelRef, data: Path, split: str, out: Path, skip_bad: bool) -> None:
     """Evaluate a model: metrics, classification report, confusion matrix, example faces."""
     from rich.table import Table
 
     from fer_model.data import DataError
     from fer_model.evaluation_report import evaluate_model
-    from fer_model.registry import ModelNotFound, resolve_model
+    from fer_model.registry import ModelNotFound
 
-    try:
-        ref = resolve_model(model_name)
-    except ModelNotFound as error:
-        fail(str(error))
     dataset = _load_data(data, skip_bad)
     try:
         with console.status(f"Evaluating {escape(ref.name)} ..."):
@@ -217,18 +218,14 @@ def evaluate(model_name: str, data: Path, split: str, out: Path, skip_bad: bool)
 
 
 @model.command()
-@click.option("--model", "model_name", default="default", show_default=True, help="Model name or run folder (with its card).")
+@click.option("--model", "ref", type=MODEL, default="default", show_default=True, help="Model name or run folder (with its card).")
 @click.option("--data", type=click.Path(path_type=Path), required=True, help=DATA_HELP)
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or malformed data and count it, instead of stopping.")
-def calibrate(model_name: str, data: Path, skip_bad: bool) -> None:
+def calibrate(ref: ModelRef, data: Path, skip_bad: bool) -> None:
     """Fit the model's temperature on PublicTest and write it into the model file and card."""
     from fer_model.calibrate_saved import CalibrationError, calibrate_saved_model
-    from fer_model.registry import ModelNotFound, resolve_model
+    from fer_model.registry import ModelNotFound
 
-    try:
-        ref = resolve_model(model_name)
-    except ModelNotFound as error:
-        fail(str(error))
     dataset = _load_data(data, skip_bad)
     if not dataset.has("val"):
         fail(f"{data}: no PublicTest (val) split to fit the temperature on")

@@ -27,10 +27,20 @@ console = Console(highlight=False)
 error_console = Console(stderr=True, highlight=False)
 
 
-def fail(message: str, exit_code: int = 1) -> NoReturn:
-    """Print a clear error (no traceback) and exit non-zero."""
-    error_console.print(Text.assemble(("Error: ", "bold red"), message), soft_wrap=True)
-    raise SystemExit(exit_code)
+class CommandError(click.ClickException):
+    """A command's one-line error: click prints it on stderr (no traceback) and exits with ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_ERROR):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    def show(self, file: Any = None) -> None:
+        error_console.print(Text.assemble(("Error: ", "bold red"), self.format_message()), soft_wrap=True)
+
+
+def fail(message: str, exit_code: int = EXIT_ERROR) -> NoReturn:
+    """Stop the command with a clear one-line error and a non-zero exit code."""
+    raise CommandError(message, exit_code)
 
 
 def plural(count: int, word: str, plural_word: str | None = None) -> str:

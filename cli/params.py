@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from cli.output import CommandError
 from workers.min_face import parse_min_face
 
 
@@ -22,3 +23,22 @@ class MinFaceType(click.ParamType):
 MIN_FACE = MinFaceType()
 MIN_FACE_HELP = ("Smallest face to look for: pixels of the photo (the model sees 48x48), or a share of each photo's "
                  "shorter side such as 2% (never under 24 px).")
+
+
+class ModelType(click.ParamType):
+    """`--model NAME|RUN_FOLDER|FILE.keras`, resolved to the model's files (fer_model.registry.ModelRef)."""
+
+    name = "MODEL"
+
+    def convert(self, value, param, ctx):
+        from fer_model.registry import ModelNotFound, ModelRef, resolve_model
+
+        if isinstance(value, ModelRef):
+            return value
+        try:
+            return resolve_model(value)
+        except ModelNotFound as error:
+            raise CommandError(str(error)) from None
+
+
+MODEL = ModelType()

@@ -22,7 +22,7 @@ FAILED_SHOWN = 10
 def exit_for(summary: dict[str, Any]) -> None:
     """Exit 23 when some images failed (the report above lists them); return when every image was annotated."""
     if summary["images"]["failed"]:
-        raise SystemExit(EXIT_PARTIAL)
+        raise click.exceptions.Exit(EXIT_PARTIAL)
 
 
 def status_line(summary: dict[str, Any]) -> Text:

@@ -64,7 +64,7 @@ class EmotionClassifier:
         from workers.devices import Device, batch_size_for, configure_devices, describe
 
         ref = resolve_model(model_name)
-        self.identity = _identity_of(ref)
+        self.identity = model_identity(model_name)
         self.model = None
         if backend == "opencv":
             from workers.opencv_classifier import BATCH_SIZE as OPENCV_BATCH_SIZE

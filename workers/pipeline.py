@@ -23,7 +23,11 @@ class PipelineError(Exception):
 
 
 class NotStarted(PipelineError):
-    """Another run over the same folders is still going."""
+    """Another run over the same folders is still going: job ``job_id``."""
+
+    def __init__(self, message: str, job_id: int):
+        super().__init__(message)
+        self.job_id = job_id
 
 
 class Interrupted(PipelineError):
@@ -105,21 +109,23 @@ def job_options(options: JobOptions) -> dict[str, Any]:
     return options.to_dict()
 
 
-def start_job(engine: Engine, found: Found, options: dict[str, Any]):
-    """Record the job (a full pass, or an incremental run of what changed); returns the PreparedJob."""
+def start_job(engine: Engine, found: Found, options: dict[str, Any], schedule_id: int | None = None):
+    """Record the job (a full pass, or an incremental run of what changed), by a schedule when ``schedule_id``
+    is given; returns the PreparedJob."""
     from db.incremental import STALE_RUN_HOURS
     from db.writes import set_files_skipped
     from workers.submission import NoImages, RunStillGoing, prepare_job
 
     try:
-        job = prepare_job(engine, [os.path.abspath(p) for p in found.paths], found.files, options)
+        job = prepare_job(engine, [os.path.abspath(p) for p in found.paths], found.files, options, schedule_id=schedule_id)
     except NoImages:
         raise PipelineError(f"no images found in {', '.join(found.paths)} (extensions: {found.ext})") from None
     except RunStillGoing as error:
         raise NotStarted(
             f"not started: job {error.job_id} over the same folders is still running (it counts as running until "
             f"{STALE_RUN_HOURS:g} h without progress). If its process died, end it with "
-            f"`fer cancel {error.job_id}` or finish it with `fer retry {error.job_id} --local`."
+            f"`fer cancel {error.job_id}` or finish it with `fer retry {error.job_id} --local`.",
+            error.job_id,
         ) from None
     if found.skipped:
         set_files_skipped(engine, job.job_id, len(found.skipped))
@@ -301,11 +307,12 @@ def follow_job(engine: Engine, job_id: int, progress: FollowProgress, poll: floa
 
     started = last_change = time.monotonic()
     warned = False
-    progress.start(job_summary(engine, job_id)["images"]["total"], f"job {job_id}")
     completed = -1
     while True:
         summary = job_summary(engine, job_id)
         images = summary["images"]
+        if completed < 0:
+            progress.start(images["total"], f"job {job_id}")
         if images["done"] + images["failed"] != completed:
             completed, last_change = images["done"] + images["failed"], time.monotonic()
         progress.set_completed(completed)

@@ -10,9 +10,8 @@ from sqlalchemy import Engine
 
 from db.models import utcnow
 from db.schedules import claim_run, due_today, list_schedules, record_run, release_claim
-from workers.discovery import DiscoveryError, find_images
 from workers.options import JobOptions
-from workers.submission import NoImages, RunStillGoing, prepare_job
+from workers.pipeline import NotStarted, PipelineError, find_files, start_job
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +31,12 @@ def start_due_runs(engine: Engine, enqueue, now: dt.datetime | None = None) -> l
         options = {**schedule.options, "incremental": True, "allowed_roots": [schedule.root]}
         listing = JobOptions.from_dict(options)
         try:
-            files = list(find_images([schedule.root], recursive=listing.recursive, extensions=listing.extensions))
-            job = prepare_job(engine, [schedule.root], files, options, schedule_id=schedule.id)
-        except RunStillGoing as error:
+            found = find_files([schedule.root], listing.recursive, ",".join(listing.extensions), listing.follow_symlinks)
+            job = start_job(engine, found, options, schedule_id=schedule.id)
+        except NotStarted as error:
             outcome.update(skipped=f"job {error.job_id} over {schedule.root} is still running")
-        except DiscoveryError as error:
+        except PipelineError as error:
             outcome.update(skipped=str(error))
-        except NoImages:
-            outcome.update(skipped=f"no images in {schedule.root}")
         except Exception as error:  # noqa: BLE001 - one broken schedule must not stop the others
             release_claim(engine, schedule.id, local_date, schedule.last_run_on)
             log.exception("schedule %s could not start; the next check tries again", schedule.id)
