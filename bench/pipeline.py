@@ -88,6 +88,60 @@ def build_archive(photos_dir: Path, archive: Path, photo_count: int, mosaic_coun
     return faces
 
 
+SMALL_FACES_VERSION = 1
+SMALL_FACE_WIDTHS = (48.0, 96.0)  # the default smallest face to twice that
+SMALL_FACES_PER_SCENE = 40
+
+
+def build_small_faces(photos_dir: Path, folder: Path, scene_count: int, seed: int = 0) -> dict[str, list]:
+    """Write (unless an identical set is there) 4000x3000 scenes of small faces and return {relative path: boxes}.
+
+    Each scene holds SMALL_FACES_PER_SCENE of the photos, shrunk so that their faces are
+    48-96 px wide, on the same textured background as the mosaics: the faces near the
+    default --min-face, where detectors lose recall first.
+    """
+    manifest = {"version": SMALL_FACES_VERSION, "scenes": scene_count, "seed": seed, "source": str(photos_dir.resolve())}
+    truth_file = folder / "truth.json"
+    if truth_file.is_file():
+        saved = json.loads(truth_file.read_text())
+        if saved["manifest"] == manifest:
+            return saved["faces"]
+    shutil.rmtree(folder, ignore_errors=True)
+    sources = sorted(photos_dir.glob("*.jpg"))
+    if not sources:
+        sys.exit(f"no photos in {photos_dir} (set FER_DATA_DIR)")
+    (folder / "small-faces").mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    width, height = MOSAIC_SIZE
+    columns, rows = 8, 5
+    cell_w, cell_h = width // columns, height // rows
+    faces: dict[str, list] = {}
+    for number in range(scene_count):
+        image = _background(rng)
+        boxes = []
+        for cell in range(SMALL_FACES_PER_SCENE):
+            source = sources[rng.integers(len(sources))]
+            side = int(LFW_SIDE * rng.uniform(*SMALL_FACE_WIDTHS) / LFW_FACE_WIDTH)
+            left = int((cell % columns) * cell_w + rng.integers(0, cell_w - side))
+            top = int((cell // columns) * cell_h + rng.integers(0, cell_h - side))
+            photo = cv2.resize(cv2.imread(str(source)), (side, side), interpolation=cv2.INTER_AREA)
+            image[top : top + side, left : left + side] = photo
+            boxes.append(_lfw_face_box(left, top, side / LFW_SIDE))
+        name = f"small-faces/scene_{number:04d}.jpg"
+        cv2.imwrite(str(folder / name), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+        faces[name] = boxes
+    truth_file.write_text(json.dumps({"manifest": manifest, "faces": faces}))
+    return faces
+
+
+def _background(rng: np.random.Generator) -> np.ndarray:
+    """Smooth colour gradients plus fine grain, so the background is not flat."""
+    width, height = MOSAIC_SIZE
+    coarse = rng.integers(40, 215, size=(6, 8, 3), dtype=np.uint8)
+    image = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    return cv2.add(image, rng.integers(0, 40, size=(height, width, 3), dtype=np.uint8))
+
+
 def _lfw_face_box(left: float, top: float, scale: float) -> list[float]:
     width = LFW_FACE_WIDTH * scale
     cx, cy = left + LFW_FACE_CENTRE[0] * scale, top + LFW_FACE_CENTRE[1] * scale
@@ -96,10 +150,7 @@ def _lfw_face_box(left: float, top: float, scale: float) -> list[float]:
 
 def _mosaic(picks: list[Path], rng: np.random.Generator) -> tuple[np.ndarray, list[list[float]]]:
     width, height = MOSAIC_SIZE
-    # Texture: smooth colour gradients plus fine grain, so the background is not flat.
-    coarse = rng.integers(40, 215, size=(6, 8, 3), dtype=np.uint8)
-    image = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
-    image = cv2.add(image, rng.integers(0, 40, size=(height, width, 3), dtype=np.uint8))
+    image = _background(rng)
     columns, rows = 5, 3
     cell_w, cell_h = width // columns, height // rows
     boxes = []

@@ -1,11 +1,13 @@
 """`fer annotate` against the `fer` package, per machine, wall time with start-up on both sides, in one run.
 
-    python bench/ratio.py [--peer-python PATH] [--only photos|mosaics] [--processes N]
+    python bench/ratio.py [--peer-python PATH] [--only photos|mosaics|small-faces] [--processes N] [--detector NAME]
 
-Two archives, each timed on both sides one after the other:
+Three archives, each timed on both sides one after the other:
 
 - photos: the 1,000 250x250 photos of ../shared/data/photos;
-- mosaics: the 200 4000x3000 mosaics of bench/pipeline.py's archive (built once, cached).
+- mosaics: the 200 4000x3000 mosaics of bench/pipeline.py's archive (built once, cached);
+- small faces: 4000x3000 scenes of 40 faces each, 48-96 px wide (--small-scenes, default 25;
+  built once, cached): recall near the default smallest face.
 
 Our side is `fer annotate DIR` as a user runs it (its default processes, one per core;
 fresh SQLite database). The peer is `FER().detect_emotions` over the same files in one
@@ -29,15 +31,18 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pipeline import (  # noqa: E402
-    DEFAULT_PEER_PYTHON, PEER_INSTALL, PEER_SCRIPT, ROOT, boxes_from_database, build_archive, fer_command, recall,
+    DEFAULT_PEER_PYTHON, PEER_INSTALL, PEER_SCRIPT, ROOT, boxes_from_database, build_archive, build_small_faces,
+    fer_command, recall,
 )
 
 
-def run_ours(folder: Path, truth: dict, workdir: Path, processes: int | None) -> dict:
-    url = f"sqlite:///{workdir / f'{folder.name}.db'}"
+def run_ours(folder: Path, truth: dict, workdir: Path, processes: int | None, detector: str | None) -> dict:
+    url = f"sqlite:///{workdir / f'{folder.name}-{detector}.db'}"
     command = fer_command("annotate", str(folder), "--db", url, "--format", "json")
     if processes:
         command += ["--processes", str(processes)]
+    if detector:
+        command += ["--detector", detector]
     started = time.perf_counter()
     output = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
     seconds = time.perf_counter() - started
@@ -64,10 +69,11 @@ def detection_rate(names: list[str], found: dict) -> float:
 
 def compare(label: str, folder: Path, truth: dict, args: argparse.Namespace, workdir: Path) -> None:
     names = sorted(truth)
-    ours = run_ours(folder, truth, workdir, args.processes)
+    ours = run_ours(folder, truth, workdir, args.processes, args.detector)
     peer = run_peer(folder, names, args.peer_python)
     print(f"\n{label}: {len(names)} images, {sum(map(len, truth.values()))} true faces")
-    print(f"  fer annotate {folder} ({args.processes or os.cpu_count()} processes): {ours['seconds']:.1f} s, "
+    detector = f" --detector {args.detector}" if args.detector else ""
+    print(f"  fer annotate {folder}{detector} ({args.processes or os.cpu_count()} processes): {ours['seconds']:.1f} s, "
           f"{ours['faces']} faces, recall {recall(truth, ours['found']):.3f}, "
           f"detection rate {detection_rate(names, ours['found']):.3f}")
     print(f"  fer 25.10.3, 1 process: {peer['seconds']:.1f} s ({peer['loop']:.1f} s after start-up), "
@@ -85,8 +91,10 @@ def main() -> None:
     parser.add_argument("--archive", type=Path,
                         default=Path(os.environ.get("FER_CACHE_DIR", Path.home() / ".cache" / "fer-pipeline")) / "bench-archive")
     parser.add_argument("--peer-python", type=Path, default=DEFAULT_PEER_PYTHON, help="python of a venv with `fer`")
-    parser.add_argument("--only", choices=["photos", "mosaics"])
+    parser.add_argument("--only", choices=["photos", "mosaics", "small-faces"])
+    parser.add_argument("--small-scenes", type=int, default=25, help="scenes of small faces (40 faces each)")
     parser.add_argument("--processes", type=int, help="fer annotate --processes (default: its own, one per core)")
+    parser.add_argument("--detector", help="fer annotate --detector (default: its own)")
     args = parser.parse_args()
     if not args.peer_python.is_file():
         sys.exit(f"no peer venv at {args.peer_python}; create it with:\n  {PEER_INSTALL}")
@@ -104,6 +112,10 @@ def main() -> None:
             truth = {name: boxes for name, boxes in
                      build_archive(args.photos_dir, archive, 1000, 200).items() if name.startswith("mosaics/")}
             compare("mosaics", archive / "mosaics", truth, args, workdir)
+        if args.only in (None, "small-faces"):
+            folder = args.archive.resolve().with_name("bench-small-faces")
+            truth = build_small_faces(args.photos_dir, folder, args.small_scenes)
+            compare("small faces (48-96 px)", folder / "small-faces", truth, args, workdir)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,33 @@ def test_small_photos_keep_their_faces_at_half_size(photos_dir):
     assert all(box.w >= 48 for boxes in found for box in boxes)
 
 
+def test_haar_fine_finds_more_faces_near_the_smallest_size(photos_dir, tmp_path):
+    """A 3000x2000 JPEG of 24 real photos whose faces are 48-60 px wide (LFW faces are ~121 px in 250-px photos)."""
+    from workers.annotate import read_for_detection
+
+    rng = np.random.default_rng(0)
+    scene = np.full((2000, 3000), 120, np.uint8)
+    centres = []
+    for index, photo in enumerate(sorted(photos_dir.glob("*.jpg"))[:24]):
+        side = int(250 * rng.uniform(48, 60) / 121)
+        top, left = (index // 6) * 480 + 60, (index % 6) * 480 + 60
+        scene[top : top + side, left : left + side] = cv2.resize(read_image(photo).gray, (side, side), interpolation=cv2.INTER_AREA)
+        centres.append((left + side / 2, top + side / 2))
+    path = tmp_path / "scene.jpg"
+    cv2.imwrite(str(path), scene, [cv2.IMWRITE_JPEG_QUALITY, 95])
+
+    def faces_found(name: str) -> int:
+        detector = get_detector(name)
+        loaded = read_for_detection(path, 48, detector.decode_window)
+        boxes = [(b.x / loaded.scale, b.y / loaded.scale, b.w / loaded.scale) for b in detector.detect(loaded.gray, 48 * loaded.scale)]
+        return sum(any(abs(x + w / 2 - cx) < 25 and abs(y + w / 2 - cy) < 25 for x, y, w in boxes) for cx, cy in centres)
+
+    assert read_for_detection(path, 48, get_detector("haar-fine").decode_window).scale == 1.0  # full resolution
+    assert read_for_detection(path, 48, get_detector("haar").decode_window).scale == 0.5
+    fine, coarse = faces_found("haar-fine"), faces_found("haar")
+    assert fine >= 22 and fine > coarse, (fine, coarse)
+
+
 def test_min_face_in_pixels_or_relative_to_the_photo():
     from workers.min_face import min_face_pixels, parse_min_face
 

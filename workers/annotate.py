@@ -68,9 +68,9 @@ def _image_size(path: str | os.PathLike) -> tuple[int, int]:
         return 0, 0
 
 
-def read_for_detection(path: str | os.PathLike, min_face: int = MIN_FACE_SIZE) -> LoadedImage:
-    """Decode as small as detection allows: faces of ``min_face`` pixels stay above the detector's window."""
-    return read_image(path, max_side=DECODE_SIDE, min_scale=min(1.0, DETECTOR_WINDOW / min_face))
+def read_for_detection(path: str | os.PathLike, min_face: int = MIN_FACE_SIZE, window: float = DETECTOR_WINDOW) -> LoadedImage:
+    """Decode as small as detection allows: faces of ``min_face`` pixels keep at least ``window`` pixels."""
+    return read_image(path, max_side=DECODE_SIDE, min_scale=min(1.0, window / min_face))
 
 
 @dataclass(frozen=True)
@@ -215,7 +215,7 @@ def _detect_one(
             sha256 = digest or file_sha256(path)
         with seconds.timing("decode"):
             pixels = min_face_pixels(min_face, *_image_size(path)) if isinstance(min_face, str) else min_face
-            loaded = read_for_detection(path, pixels)
+            loaded = read_for_detection(path, pixels, getattr(detector, "decode_window", DETECTOR_WINDOW))
     except ImageReadError as error:
         return ImageResult(image_id, "failed", error=str(error))
     except FileNotFoundError:

@@ -148,7 +148,7 @@ def run_locally(engine: Engine, database_url: str, job_id: int, ids: list[int], 
     chunks = chunked(ids, job.chunk_size)
     progress.start(len(ids), f"job {job_id}: loading model {job.model} and detector {job.detector} ...")
     try:
-        return run_chunks(database_url, job_id, chunks, options, min(processes, len(chunks)),
+        return run_chunks(database_url, job_id, chunks, options, min(processes, len(ids)),
                           on_chunk_done=lambda images: progress.advance(images, f"job {job_id}"))
     except KeyboardInterrupt:
         mark_job(engine, job_id, "interrupted", "interrupted (Ctrl-C or SIGTERM)")
