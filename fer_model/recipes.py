@@ -184,6 +184,17 @@ VARIANTS: tuple[Recipe, ...] = (
     ),
     replace(
         DEFAULT,
+        name="default-adam-light",
+        description="The default recipe with AdamW (learning rate 1e-3, weight decay 1e-4), light augmentation (flip, "
+        "rotation 10, zoom 10%, shift 10%; no erasing) and no label smoothing.",
+        optimizer="adam",
+        learning_rate=1e-3,
+        weight_decay=1e-4,
+        augmentation=Augmentation(flip=True, rotation_degrees=10, zoom=0.1, shift=0.1),
+        label_smoothing=0.0,
+    ),
+    replace(
+        DEFAULT,
         name="default-light",
         description="The default recipe with light augmentation (flip, rotation 10, zoom 10%, shift 10%; no erasing) "
         "and no label smoothing.",
