@@ -62,15 +62,10 @@ def build_archive(photos_dir: Path, archive: Path, photo_count: int, mosaic_coun
     """Write the archive (unless an identical one is there) and return {relative path: true face boxes}."""
     manifest = {"version": ARCHIVE_VERSION, "photos": photo_count, "mosaics": mosaic_count, "seed": seed,
                 "source": str(photos_dir.resolve())}
-    truth_file = archive / "truth.json"
-    if truth_file.is_file():
-        saved = json.loads(truth_file.read_text())
-        if saved["manifest"] == manifest:
-            return saved["faces"]
-    shutil.rmtree(archive, ignore_errors=True)
-    sources = sorted(photos_dir.glob("*.jpg"))[:photo_count]
-    if not sources:
-        sys.exit(f"no photos in {photos_dir} (set FER_DATA_DIR)")
+    cached = _cached_truth(archive, manifest)
+    if cached is not None:
+        return cached
+    sources = _sources(photos_dir)[:photo_count]
     (archive / "photos").mkdir(parents=True)
     (archive / "mosaics").mkdir()
     faces: dict[str, list] = {}
@@ -88,6 +83,24 @@ def build_archive(photos_dir: Path, archive: Path, photo_count: int, mosaic_coun
     return faces
 
 
+def _cached_truth(folder: Path, manifest: dict) -> dict[str, list] | None:
+    """The true boxes of a set built earlier with the same manifest; otherwise None, and the folder is cleared."""
+    truth_file = folder / "truth.json"
+    if truth_file.is_file():
+        saved = json.loads(truth_file.read_text())
+        if saved["manifest"] == manifest:
+            return saved["faces"]
+    shutil.rmtree(folder, ignore_errors=True)
+    return None
+
+
+def _sources(photos_dir: Path) -> list[Path]:
+    sources = sorted(photos_dir.glob("*.jpg"))
+    if not sources:
+        sys.exit(f"no photos in {photos_dir} (set FER_DATA_DIR)")
+    return sources
+
+
 SMALL_FACES_VERSION = 1
 SMALL_FACE_WIDTHS = (48.0, 96.0)  # the default smallest face to twice that
 SMALL_FACES_PER_SCENE = 40
@@ -101,15 +114,10 @@ def build_small_faces(photos_dir: Path, folder: Path, scene_count: int, seed: in
     default --min-face, where detectors lose recall first.
     """
     manifest = {"version": SMALL_FACES_VERSION, "scenes": scene_count, "seed": seed, "source": str(photos_dir.resolve())}
-    truth_file = folder / "truth.json"
-    if truth_file.is_file():
-        saved = json.loads(truth_file.read_text())
-        if saved["manifest"] == manifest:
-            return saved["faces"]
-    shutil.rmtree(folder, ignore_errors=True)
-    sources = sorted(photos_dir.glob("*.jpg"))
-    if not sources:
-        sys.exit(f"no photos in {photos_dir} (set FER_DATA_DIR)")
+    cached = _cached_truth(folder, manifest)
+    if cached is not None:
+        return cached
+    sources = _sources(photos_dir)
     (folder / "small-faces").mkdir(parents=True)
     rng = np.random.default_rng(seed)
     width, height = MOSAIC_SIZE
