@@ -22,6 +22,7 @@ from cli.output import EXIT_PARTIAL
 from db.models import Face
 from db.models import Image as ImageRow
 from db.session import make_engine
+from fer_model.registry import default_model_name
 from tests.conftest import REPO_ROOT, annotate_json
 
 # Real photos, real servers or whole benchmark runs: the full suite (`make test`), not the fast lane.
@@ -90,7 +91,7 @@ def test_report_counts_match_the_tables_and_probabilities_sum_to_one(local_run):
     assert "blank.png" not in photos_with_faces
     for row in faces:
         assert sum(row[7:]) == pytest.approx(1.0, abs=1e-3)
-    assert report["model"]["name"] == "seed" and report["model"]["version"]
+    assert report["model"]["name"] == default_model_name() and report["model"]["version"]
 
 
 def test_rerunning_a_finished_chunk_changes_nothing(local_run):

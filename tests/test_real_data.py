@@ -52,12 +52,13 @@ def test_one_epoch_training_smoke_run_on_a_subset(fer2013_dir, tmp_path):
     assert card["metrics"]["val"]["n"] == 3589
 
 
-def test_committed_seed_model_reproduces_its_card_on_public_test(fer2013_dir, tmp_path):
-    ref = resolve_model("seed")
+@pytest.mark.parametrize("model_name", ["seed", "default"])
+def test_committed_models_reproduce_their_cards_on_public_test(fer2013_dir, tmp_path, model_name):
+    ref = resolve_model(model_name)
     out = tmp_path / "eval"
     result = CliRunner().invoke(
         fer,
-        ["model", "evaluate", "--model", "seed", "--data", str(fer2013_dir), "--split", "val", "--out", str(out)],
+        ["model", "evaluate", "--model", model_name, "--data", str(fer2013_dir), "--split", "val", "--out", str(out)],
     )
     assert result.exit_code == 0, result.output
     for name in EVALUATION_FILES:
@@ -65,4 +66,5 @@ def test_committed_seed_model_reproduces_its_card_on_public_test(fer2013_dir, tm
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["split"] == "val" and metrics["n"] == 3589
     assert abs(metrics["accuracy"] - ref.card.metrics["val"]["accuracy"]) <= 0.005
+    assert abs(metrics["macro_f1"] - ref.card.metrics["val"]["macro_f1"]) <= 0.005
     assert metrics["weighted_f1"] >= 0.63

@@ -22,6 +22,7 @@ from db.models import Base, Face, Image, Job, Model
 from db.query import QueryResult, run_read_only_query
 from db.session import make_engine
 from fer_model.classes import CLASSES
+from fer_model.registry import default_model_name
 from tests.archives import EMPTY_FILE, FAILED_IN_ARCHIVE, IMAGES_IN_ARCHIVE, NOT_AN_IMAGE, annotate
 from tests.conftest import REPO_ROOT, fresh_postgres_database
 
@@ -161,7 +162,7 @@ def check_low_confidence(result: QueryResult, facts: Facts) -> None:
         ((face.Face.confidence, face.path, face.Face.face_index) for face in facts.faces if face.Face.confidence < 0.4)
     )[:100]
     rows = _dicts(result)
-    assert rows, "the seed model is unsure of some faces of the sample archive"
+    assert rows, "the default model is unsure of some faces of the sample archive"
     assert [(row["path"], row["face_index"]) for row in rows] == [(path, index) for _, path, index in expected]
     assert {"label", "confidence", "x", "y", "w", "h"} <= set(result.columns)
     assert all(_number(row["confidence"]) < 0.4 for row in rows)
@@ -181,7 +182,7 @@ def check_failure_reasons(result: QueryResult, facts: Facts) -> None:
 def check_faces_per_model(result: QueryResult, facts: Facts) -> None:
     rows = _dicts(result)
     assert {(row["name"], row["version"]) for row in rows} == {(model.Model.name, model.Model.version) for model in facts.models}
-    assert rows[0]["name"] == "seed" and rows[0]["faces_labelled"] == len(facts.faces)
+    assert rows[0]["name"] == default_model_name() and rows[0]["faces_labelled"] == len(facts.faces)
     assert rows[0]["images_with_faces"] == len(facts.faces_by_path())
     mean = sum(face.Face.confidence for face in facts.faces) / len(facts.faces)
     assert _number(rows[0]["mean_confidence"]) == pytest.approx(mean, rel=1e-6)
