@@ -80,17 +80,17 @@ def test_schedule_commands(folder, sqlite_url):
     assert json.loads(runner.invoke(fer, ["schedule", "list", "--format", "json", "--db", sqlite_url]).output) == []
 
 
-@pytest.mark.parametrize(
-    ("arguments", "message"),
-    [
-        (["--at", "25:00"], "HH:MM"),
-        (["--at", "noon"], "HH:MM"),
-        (["--at", "02:00", "--timezone", "Mars/Olympus"], "unknown time zone"),
-        (["--at", "02:00", "--model", "no-such-model"], "no-such-model"),
-    ],
-)
-def test_schedule_add_refuses_bad_input_clearly(folder, sqlite_url, arguments, message):
-    result = CliRunner().invoke(fer, ["schedule", "add", str(folder), *arguments, "--db", sqlite_url])
+BAD_SCHEDULES = {
+    "25:00": "HH:MM",
+    "noon": "HH:MM",
+    "02:00 --timezone Mars/Olympus": "unknown time zone",
+    "02:00 --model no-such-model": "no-such-model",
+}
+
+
+@pytest.mark.parametrize(("at", "message"), BAD_SCHEDULES.items())
+def test_schedule_add_refuses_bad_input_clearly(folder, sqlite_url, at, message):
+    result = CliRunner().invoke(fer, ["schedule", "add", str(folder), "--at", *at.split(), "--db", sqlite_url])
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
     assert CliRunner().invoke(fer, ["schedule", "remove", "7", "--db", sqlite_url]).output.startswith("Error: no schedule 7")
 
