@@ -111,7 +111,7 @@ def card_markdown(card: ModelCard) -> str:
         lines += [
             "## Recipe comparison",
             "",
-            "Short runs of one-choice variants, each scored on PublicTest; the long run uses the best.",
+            "Runs of one-choice variants that this recipe was chosen against, each scored on PublicTest.",
             "",
             "| recipe | epochs | PublicTest accuracy | macro F1 | hours | what differs |",
             "|---|---|---|---|---|---|",
