@@ -247,3 +247,23 @@ def test_annotate_finds_faces_in_at_least_95_percent_of_the_photos(photos_dir, t
     report = annotate_json(photos_dir, url)
     assert report["images"]["total"] == report["images"]["done"] == 1000
     assert report["images_with_faces"] / report["images"]["total"] >= 0.95
+
+
+def test_a_job_smaller_than_a_chunk_still_runs_on_every_process(photos_dir, tmp_path, monkeypatch):
+    import workers.local
+
+    folder = tmp_path / "three"
+    folder.mkdir()
+    for photo in sorted(photos_dir.glob("*.jpg"))[:3]:
+        shutil.copy(photo, folder / photo.name)
+    processes = []
+    run_chunks = workers.local.run_locally
+
+    def counting(database_url, job_id, chunks, options, process_count, **kwargs):
+        processes.append((len(chunks), process_count))
+        return run_chunks(database_url, job_id, chunks, options, process_count, **kwargs)
+
+    monkeypatch.setattr(workers.local, "run_locally", counting)
+    report = annotate_json(folder, f"sqlite:///{tmp_path / 'fer.db'}", "--processes", "2")
+    assert report["images"]["done"] == 3
+    assert processes == [(1, 2)]  # one chunk of three images, two detection processes
