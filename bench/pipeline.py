@@ -47,6 +47,7 @@ PHOTOS_PER_MOSAIC = 10
 # (median Haar box over the photos).
 LFW_SIDE, LFW_FACE_CENTRE, LFW_FACE_WIDTH = 250, (125.0, 126.0), 121.0
 ARCHIVE_VERSION = 1
+TRUTH_FILE = "truth.json"  # beside each benchmark set: its manifest and true face boxes
 DEFAULT_PEER_PYTHON = ROOT / ".bench" / "fer-peer" / "bin" / "python"
 PEER_INSTALL = (
     "python -m venv .bench/fer-peer && .bench/fer-peer/bin/pip install --no-deps fer==25.10.3 && "
@@ -79,13 +80,13 @@ def build_archive(photos_dir: Path, archive: Path, photo_count: int, mosaic_coun
         image, boxes = _mosaic(picks, rng)
         cv2.imwrite(str(archive / name), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
         faces[name] = boxes
-    truth_file.write_text(json.dumps({"manifest": manifest, "faces": faces}))
+    (archive / TRUTH_FILE).write_text(json.dumps({"manifest": manifest, "faces": faces}))
     return faces
 
 
 def _cached_truth(folder: Path, manifest: dict) -> dict[str, list] | None:
     """The true boxes of a set built earlier with the same manifest; otherwise None, and the folder is cleared."""
-    truth_file = folder / "truth.json"
+    truth_file = folder / TRUTH_FILE
     if truth_file.is_file():
         saved = json.loads(truth_file.read_text())
         if saved["manifest"] == manifest:
@@ -138,7 +139,7 @@ def build_small_faces(photos_dir: Path, folder: Path, scene_count: int, seed: in
         name = f"small-faces/scene_{number:04d}.jpg"
         cv2.imwrite(str(folder / name), image, [cv2.IMWRITE_JPEG_QUALITY, 90])
         faces[name] = boxes
-    truth_file.write_text(json.dumps({"manifest": manifest, "faces": faces}))
+    (folder / TRUTH_FILE).write_text(json.dumps({"manifest": manifest, "faces": faces}))
     return faces
 
 

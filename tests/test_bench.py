@@ -64,3 +64,20 @@ def test_ratio_bench_describes_itself():
                             timeout=120)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "wall time with start-up on both sides" in result.stdout
+
+
+def test_small_face_scenes_are_built_once_with_faces_near_the_smallest_size(tmp_path, photos_dir):
+    sys.path.insert(0, str(ROOT / "bench"))
+    from pipeline import MOSAIC_SIZE, SMALL_FACE_WIDTHS, SMALL_FACES_PER_SCENE, build_small_faces
+
+    folder = tmp_path / "small"
+    truth = build_small_faces(photos_dir, folder, 2)
+    assert sorted(truth) == ["small-faces/scene_0000.jpg", "small-faces/scene_0001.jpg"]
+    for name, boxes in truth.items():
+        assert (folder / name).is_file() and len(boxes) == SMALL_FACES_PER_SCENE
+        for x, y, w, h in boxes:
+            assert SMALL_FACE_WIDTHS[0] - 3 <= w <= SMALL_FACE_WIDTHS[1] and w == h
+            assert 0 <= x and x + w <= MOSAIC_SIZE[0] and 0 <= y and y + h <= MOSAIC_SIZE[1]
+    stamp = (folder / "small-faces/scene_0000.jpg").stat().st_mtime_ns
+    assert build_small_faces(photos_dir, folder, 2) == truth  # cached: nothing is rewritten
+    assert (folder / "small-faces/scene_0000.jpg").stat().st_mtime_ns == stamp
