@@ -62,27 +62,37 @@ BROKEN_LINK = "broken symbolic link"
 def _walk(
     root: str, recursive: bool, suffixes: tuple[str, ...], follow_symlinks: bool, skipped: list[tuple[str, str]]
 ) -> Iterator[str]:
+    """Files first, then each sub-folder, in name order. Directory entries carry their type, so a regular
+    file is listed without a stat of its own (incremental planning and detection stat it later)."""
     visited: set[str] = set()
-    for folder, subfolders, files in os.walk(root, followlinks=follow_symlinks):
+
+    def walk(folder: str) -> Iterator[str]:
         visited.add(os.path.realpath(folder))
-        subfolders.sort()
-        kept = []
-        for name in subfolders:
-            path = os.path.join(folder, name)
-            reason = _skipped_folder(path, suffixes, follow_symlinks, visited)
+        try:
+            with os.scandir(folder) as listing:
+                entries = sorted(listing, key=lambda entry: entry.name)
+        except OSError:
+            return  # an unreadable folder is passed over, as os.walk does
+        subfolders = []
+        for entry in entries:
+            if not entry.is_dir():
+                continue
+            reason = _skipped_folder(entry.path, suffixes, follow_symlinks, visited)
             if reason is not None and (recursive or reason == FOLDER_NAMED_LIKE_IMAGE):
-                skipped.append((path, reason))
-            elif recursive and (follow_symlinks or not os.path.islink(path)):
-                kept.append(name)
-        subfolders[:] = kept
-        for name in sorted(files):
-            path = os.path.join(folder, name)
-            if os.path.isfile(path):
-                yield path
-            elif path.lower().endswith(suffixes):
-                skipped.append((path, BROKEN_LINK if os.path.islink(path) else "not a regular file"))
-        if not recursive:
-            return
+                skipped.append((entry.path, reason))
+            elif recursive and (follow_symlinks or not entry.is_symlink()):
+                subfolders.append(entry.path)
+        for entry in entries:
+            if entry.is_dir():
+                continue
+            if entry.is_file():
+                yield entry.path
+            elif entry.name.lower().endswith(suffixes):
+                skipped.append((entry.path, BROKEN_LINK if entry.is_symlink() else "not a regular file"))
+        for subfolder in subfolders:
+            yield from walk(subfolder)
+
+    yield from walk(root)
 
 
 def _skipped_folder(path: str, suffixes: tuple[str, ...], follow_symlinks: bool, visited: set[str]) -> str | None:
