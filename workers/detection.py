@@ -70,7 +70,7 @@ class HaarDetector:
     # (0.991, 0.998) in about 0.8x its detection time; 1.25 with 2 lost recall (0.988, 0.990).
     # haar-fine maps the smallest face onto twice the window: OpenCV moves the window one pixel at a time
     # on pyramid levels past a factor of 2 (two pixels below), and with a scale step of 1.2 that finds faces
-    # near the smallest size as often as the `fer` package does, at about 2.5x haar's detection time on
+    # near the smallest size as often as the `fer` package does, at about 2.3x haar's detection time on
     # faces of 48-96 px (README, Detectors).
     def __init__(self, name: str, cascade_file: str, detect_side: int = 640, min_face: int = 20,
                  min_neighbors: int = 1, scale_factor: float = 1.25, window: int = 24, window_multiple: float = 1.0):
