@@ -89,12 +89,12 @@ def test_haar_fine_finds_more_faces_near_the_smallest_size(photos_dir, tmp_path)
 
     def faces_found(name: str) -> int:
         detector = get_detector(name)
-        loaded = read_for_detection(path, 48, detector.decode_window)
+        loaded = read_for_detection(path, 48, detector.window)
         boxes = [(b.x / loaded.scale, b.y / loaded.scale, b.w / loaded.scale) for b in detector.detect(loaded.gray, 48 * loaded.scale)]
         return sum(any(abs(x + w / 2 - cx) < 25 and abs(y + w / 2 - cy) < 25 for x, y, w in boxes) for cx, cy in centres)
 
-    assert read_for_detection(path, 48, get_detector("haar-fine").decode_window).scale == 1.0  # full resolution
-    assert read_for_detection(path, 48, get_detector("haar").decode_window).scale == 0.5
+    assert read_for_detection(path, 48, get_detector("haar-fine").window).scale == 1.0  # full resolution
+    assert read_for_detection(path, 48, get_detector("haar").window).scale == 0.5
     fine, coarse = faces_found("haar-fine"), faces_found("haar")
     assert fine >= 22 and fine > coarse, (fine, coarse)
 

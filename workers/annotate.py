@@ -215,7 +215,7 @@ def _detect_one(
             sha256 = digest or file_sha256(path)
         with seconds.timing("decode"):
             pixels = min_face_pixels(min_face, *_image_size(path)) if isinstance(min_face, str) else min_face
-            loaded = read_for_detection(path, pixels, getattr(detector, "decode_window", DETECTOR_WINDOW))
+            loaded = read_for_detection(path, pixels, detector.window)
     except ImageReadError as error:
         return ImageResult(image_id, "failed", error=str(error))
     except FileNotFoundError:

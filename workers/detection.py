@@ -31,6 +31,7 @@ class Detection:
 
 class FaceDetector(Protocol):
     name: str
+    window: int  # the pixels a face needs in the image given to detect(): its smallest window
 
     def detect(self, gray: np.ndarray, min_face_size: float = 0.0) -> list[Detection]: ...
 
@@ -78,7 +79,6 @@ class HaarDetector:
         self.scale_factor = scale_factor
         # The smallest face is mapped onto window * window_multiple pixels (the cascades' window is 24).
         self.window = round(window * window_multiple)
-        self.decode_window = self.window  # the pixels the smallest face needs in the decoded image
         self.detect_side = detect_side
         self.min_face = min_face
         self.min_neighbors = min_neighbors
@@ -119,12 +119,13 @@ class MtcnnDetector:
         except ImportError:
             raise UnknownDetector("detector 'mtcnn' needs the mtcnn package: pip install mtcnn") from None
         self.name = "mtcnn"
+        self.window = 20  # MTCNN's default smallest face
         self.detect_side = detect_side
         self.min_confidence = min_confidence
         self.model = MTCNN(stages="face_detection_only")
 
     def detect(self, gray: np.ndarray, min_face_size: float = 0.0) -> list[Detection]:
-        scale = detection_scale(gray.shape, self.detect_side, 20, min_face_size)  # MTCNN's default smallest face
+        scale = detection_scale(gray.shape, self.detect_side, self.window, min_face_size)
         small = _shrink(gray, scale)
         found = self.model.detect_faces(np.ascontiguousarray(np.repeat(small[..., None], 3, axis=2)))
         return [
