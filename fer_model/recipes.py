@@ -215,7 +215,29 @@ VARIANTS: tuple[Recipe, ...] = (
     ),
 )
 
-RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (SEED, DEFAULT, *VARIANTS)}
+# Variants of the seed net (three blocks, flattened head) with the default family's geometric augmentation.
+SEED_AUG = replace(
+    SEED,
+    name="seed-aug",
+    description="The seed net with horizontal flip, rotation up to 10 degrees, zoom up to 20% and shift up to 10%; "
+    "AdamW (learning rate 1e-3, weight decay 1e-4), batch 64, 80 epochs.",
+    augmentation=Augmentation(flip=True, rotation_degrees=10, zoom=0.2, shift=0.1),
+    weight_decay=1e-4,
+    batch_size=64,
+    epochs=80,
+)
+SEED_VARIANTS: tuple[Recipe, ...] = (
+    SEED_AUG,
+    replace(
+        SEED_AUG,
+        name="seed-aug-erasing",
+        description="The seed-aug recipe with random erasing (probability 0.25) and label smoothing 0.1.",
+        augmentation=replace(SEED_AUG.augmentation, erasing=0.25),
+        label_smoothing=0.1,
+    ),
+)
+
+RECIPES: dict[str, Recipe] = {recipe.name: recipe for recipe in (SEED, DEFAULT, *VARIANTS, *SEED_VARIANTS)}
 
 
 def get_recipe(name: str) -> Recipe:
