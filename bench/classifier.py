@@ -4,8 +4,9 @@
 
 Times EmotionClassifier.predict_faces (the worker's path) on PublicTest faces when the
 data is present, random faces otherwise; each model is warmed up first. `--recipe`
-also times a recipe's architecture untrained (speed does not depend on the weights),
-so a recipe can be checked against the serving budget before it is trained.
+also times a recipe's architecture untrained and as served (flip-averaged when the recipe
+says so; speed does not depend on the weights), so a recipe can be checked against the
+serving budget before it is trained.
 The last line is the figure for --model, with the backend that served it
 (FER_CLASSIFIER_BACKEND=keras or opencv picks one; see workers/classifier.py).
 """
@@ -55,7 +56,8 @@ def untrained_model_file(recipe_name: str, folder: Path) -> Path:
     from fer_model.recipes import get_recipe
 
     path = folder / f"{recipe_name}.keras"
-    get_recipe(recipe_name).build(0).save(path)
+    recipe = get_recipe(recipe_name)
+    recipe.for_serving(recipe.build(0)).save(path)
     return path
 
 

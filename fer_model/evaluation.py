@@ -6,6 +6,7 @@ import keras
 import numpy as np
 
 from fer_model.faces import as_model_batch
+from fer_model.test_time import is_flip_averaged
 
 PREDICT_BATCH = 256
 
@@ -18,6 +19,11 @@ def predict_probabilities(model: keras.Model, faces: np.ndarray, batch_size: int
 
 
 def flip_averaged_probabilities(model: keras.Model, faces: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-    """Test-time augmentation: the mean of the predictions for each face and its mirror image."""
+    """Test-time augmentation: the mean of the predictions for each face and its mirror image.
+
+    A model that averages over mirror images itself (`fer_model.test_time`) is called once.
+    """
+    if is_flip_averaged(model):
+        return predict_probabilities(model, faces, batch_size)
     mirrored = faces[:, :, ::-1, ...]
     return (predict_probabilities(model, faces, batch_size) + predict_probabilities(model, mirrored, batch_size)) / 2

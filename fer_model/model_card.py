@@ -97,11 +97,22 @@ def card_markdown(card: ModelCard) -> str:
     per_class = {split: m["per_class_f1"] for split, m in card.metrics.items() if "per_class_f1" in m}
     if per_class:
         classes = list(next(iter(per_class.values())))
+        # Cards written before one-pass figures were recorded served one pass: it is their accuracy.
+        one_pass = {
+            split: (card.metrics[split].get("single_pass_accuracy", card.metrics[split]["accuracy"]),
+                    card.metrics[split].get("single_pass_macro_f1", card.metrics[split]["macro_f1"]))
+            for split in per_class
+        }
+        if card.training.get("served_flip_averaged"):
+            lines += ["The model serves the mean of each face's and its mirror image's probabilities "
+                      "(flip averaging, two passes of the network a face); the figures above are for that.", ""]
         lines += [
-            "| split | flip-averaged accuracy | flip-averaged macro F1 | " + " | ".join(f"F1 {c}" for c in classes) + " |",
-            "|---|---|---|" + "---|" * len(classes),
+            "| split | one-pass accuracy | one-pass macro F1 | flip-averaged accuracy | flip-averaged macro F1 | "
+            + " | ".join(f"F1 {c}" for c in classes) + " |",
+            "|---|---|---|---|---|" + "---|" * len(classes),
             *[
-                f"| {_split_title(split)} | {card.metrics[split]['flip_tta_accuracy']:.4f} | "
+                f"| {_split_title(split)} | {one_pass[split][0]:.4f} | {one_pass[split][1]:.4f} | "
+                f"{card.metrics[split]['flip_tta_accuracy']:.4f} | "
                 f"{card.metrics[split]['flip_tta_macro_f1']:.4f} | " + " | ".join(f"{f1s[c]:.3f}" for c in classes) + " |"
                 for split, f1s in per_class.items()
             ],

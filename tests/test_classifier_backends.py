@@ -50,6 +50,34 @@ def test_opencv_translation_matches_keras_on_the_default_recipe_with_average_poo
     assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
 
 
+def test_a_flip_averaged_model_serves_the_mean_over_mirror_images_on_both_backends(tmp_path):
+    """One file holds the averaging and the temperature; Keras and OpenCV agree, and both equal the
+    network's own predictions for each face and its mirror image, averaged, then rescaled."""
+    from fer_model.calibration import rescale, with_temperature
+    from fer_model.evaluation import predict_probabilities
+    from fer_model.recipes import get_recipe
+    from fer_model.test_time import is_flip_averaged, single_pass, with_flip_averaging
+
+    network = get_recipe("seed-flip").build(3)
+    rng = np.random.default_rng(5)
+    for layer in network.layers:
+        if "bn" in layer.name:
+            layer.set_weights([rng.uniform(0.5, 1.5, size=w.shape).astype(np.float32) for w in layer.get_weights()])
+    path = tmp_path / "flip.keras"
+    with_temperature(with_flip_averaging(network), 1.3).save(path)
+
+    served = load_model(resolve_model(path))
+    assert is_flip_averaged(served) and not is_flip_averaged(network)
+    faces = _faces()
+    inner = single_pass(served)
+    averaged = (predict_probabilities(inner, faces) + predict_probabilities(inner, faces[:, :, ::-1])) / 2
+    expected = np.asarray(served.predict_on_batch(faces.astype(np.float32)))
+    np.testing.assert_allclose(expected, rescale(averaged, 1.3), atol=1e-5)
+    assert np.abs(expected - predict_probabilities(inner, faces)).max() > 1e-3  # the mirror image counts
+    got = OpenCVEmotionModel(path).predict_faces(faces)
+    assert np.abs(got - expected).max() < 1e-4
+
+
 def test_a_layer_it_does_not_translate_leaves_the_model_to_keras(tmp_path, monkeypatch):
     import keras
 

@@ -52,7 +52,7 @@ def test_one_epoch_training_smoke_run_on_a_subset(fer2013_dir, tmp_path):
     assert card["metrics"]["val"]["n"] == 3589
 
 
-@pytest.mark.parametrize("model_name", ["seed", "default"])
+@pytest.mark.parametrize("model_name", ["seed", "seed-flip", "default"])
 def test_committed_models_reproduce_their_cards_on_public_test(fer2013_dir, tmp_path, model_name):
     ref = resolve_model(model_name)
     out = tmp_path / "eval"

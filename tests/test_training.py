@@ -236,3 +236,31 @@ def test_card_has_per_class_and_flip_averaged_metrics_machine_and_comparisons(ti
     missing = runner.invoke(fer, ["model", "train", "--data", str(tiny_data), "--out", str(tmp_path / "c"),
                                   "--compared-with", str(tmp_path)])
     assert missing.exit_code == 1 and "--compared-with: not a finished training run" in missing.output
+
+
+@pytest.mark.slow
+def test_a_flip_averaging_recipe_serves_and_reports_the_mean_over_mirror_images(tiny_data, tmp_path):
+    from fer_model.registry import load_model, resolve_model
+    from fer_model.test_time import is_flip_averaged
+
+    out = tmp_path / "run"
+    runner = CliRunner()
+    result = runner.invoke(fer, ["model", "train", "--recipe", "seed-flip", "--data", str(tiny_data), "--out", str(out),
+                                 "--epochs", "1"])
+    assert result.exit_code == 0, result.output
+    assert is_flip_averaged(load_model(resolve_model(out)))
+    card = json.loads((out / "card.json").read_text())
+    val = card["metrics"]["val"]
+    assert card["training"]["served_flip_averaged"] is True
+    assert (val["accuracy"], val["macro_f1"]) == (val["flip_tta_accuracy"], val["flip_tta_macro_f1"])
+    assert {"single_pass_accuracy", "single_pass_macro_f1"} <= set(val)
+    assert "flip averaging, two passes" in (out / "card.md").read_text()
+
+    evaluated = runner.invoke(fer, ["model", "evaluate", "--model", str(out), "--data", str(tiny_data),
+                                    "--out", str(tmp_path / "evaluation")])
+    assert evaluated.exit_code == 0, evaluated.output
+    metrics = json.loads((tmp_path / "evaluation" / "metrics.json").read_text())
+    assert metrics["served_flip_averaged"] is True
+    assert metrics["single_pass"]["accuracy"] == pytest.approx(val["single_pass_accuracy"])
+    printed = " ".join(evaluated.output.split())  # rich wraps long lines
+    assert f"one pass of the network: accuracy {val['single_pass_accuracy']:.4f}" in printed

@@ -7,7 +7,9 @@ layers are translated into a network for `cv2.dnn` (a Darknet description and we
 written in memory: OpenCV reads it from bytes, and the format needs no protobuf), with
 batch norm folded into the layer before it. The layers OpenCV lacks run in NumPy around
 it: resizing and per-face min-max scaling before, temperature scaling after. A model with
-any other layer is not translated (`UnsupportedModel`) and serves through Keras.
+any other layer is not translated (`UnsupportedModel`) and serves through Keras. A flip-averaged
+model (`fer_model.test_time`: one network called on each face and its mirror image) runs its
+network on both in one batch and averages in NumPy.
 """
 
 from __future__ import annotations
@@ -44,7 +46,9 @@ class OpenCVEmotionModel:
         import h5py  # a Keras dependency, light to import
 
         with h5py.File(weights_file, "r") as weights:
-            cfg, blob, self.input_size, self.minmax_epsilon, self.temperature = _translate(config, weights)
+            cfg, blob, self.input_size, self.minmax_epsilon, self.temperature, self.flip_averaged = _translate_model(
+                config, weights
+            )
         self.net = cv2.dnn.readNetFromDarknet(np.frombuffer(cfg.encode(), np.uint8), np.frombuffer(blob, np.uint8))
         self.net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
 
@@ -61,8 +65,12 @@ class OpenCVEmotionModel:
             low = x.min(axis=(1, 2), keepdims=True)
             high = x.max(axis=(1, 2), keepdims=True)
             x = (x - low) / np.maximum(high - low, self.minmax_epsilon)
-        self.net.setInput(x[:, np.newaxis, :, :])
-        probabilities = self.net.forward().reshape(len(faces), -1)
+        if self.flip_averaged:
+            x = np.concatenate([x, x[:, :, ::-1]])
+        self.net.setInput(np.ascontiguousarray(x[:, np.newaxis, :, :]))
+        probabilities = self.net.forward().reshape(len(x), -1)
+        if self.flip_averaged:
+            probabilities = (probabilities[: len(faces)] + probabilities[len(faces) :]) / 2
         if self.temperature is not None:
             logits = np.log(np.clip(probabilities, _PROBABILITY_FLOOR, 1.0)) / self.temperature
             logits -= logits.max(axis=1, keepdims=True)
@@ -79,6 +87,23 @@ def _flatten_layers(layers: list[dict]) -> list[dict]:
         else:
             flat.append(layer)
     return flat
+
+
+def _translate_model(
+    config: dict, weights
+) -> tuple[str, bytes, tuple[int, int] | None, float | None, float | None, bool]:
+    """`_translate`'s results for the network, plus whether the model averages it over mirror images."""
+    layers = config.get("config", {}).get("layers", [])
+    classes = [layer["class_name"] for layer in layers]
+    if "MirrorFaces" not in classes:
+        return (*_translate(config, weights), False)
+    if classes[:4] != ["InputLayer", "MirrorFaces", "Functional", "Average"] or classes[4:] not in ([], ["TemperatureScaling"]):
+        raise UnsupportedModel("mirror averaging other than of one network")
+    cfg, blob, input_size, minmax, inner_temperature = _translate(layers[2], weights["layers"]["functional"])
+    if inner_temperature is not None:
+        raise UnsupportedModel("a temperature inside the averaged network")
+    temperature = float(layers[4]["config"]["temperature"]) if len(layers) == 5 else None
+    return cfg, blob, input_size, minmax, temperature, True
 
 
 def _translate(config: dict, weights) -> tuple[str, bytes, tuple[int, int] | None, float | None, float | None]:
