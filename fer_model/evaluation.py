@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import keras
 import numpy as np
 
 from fer_model.faces import as_model_batch
-from fer_model.test_time import is_flip_averaged
+from fer_model.test_time import is_flip_averaged, single_pass
 
 PREDICT_BATCH = 256
 
@@ -19,11 +21,24 @@ def predict_probabilities(model: keras.Model, faces: np.ndarray, batch_size: int
 
 
 def flip_averaged_probabilities(model: keras.Model, faces: np.ndarray, batch_size: int = PREDICT_BATCH) -> np.ndarray:
-    """Test-time augmentation: the mean of the predictions for each face and its mirror image.
-
-    A model that averages over mirror images itself (`fer_model.test_time`) is called once.
-    """
-    if is_flip_averaged(model):
-        return predict_probabilities(model, faces, batch_size)
+    """Test-time augmentation: the mean of the predictions for each face and its mirror image."""
     mirrored = faces[:, :, ::-1, ...]
     return (predict_probabilities(model, faces, batch_size) + predict_probabilities(model, mirrored, batch_size)) / 2
+
+
+class TestTimeProbabilities(NamedTuple):
+    """A model's probabilities as served, for one pass of its network and with flip averaging."""
+
+    served: np.ndarray
+    one_pass: np.ndarray
+    flip_averaged: np.ndarray
+
+
+def test_time_probabilities(model: keras.Model, faces: np.ndarray, batch_size: int = PREDICT_BATCH) -> TestTimeProbabilities:
+    """The served probabilities and the other test-time choice's, with no network pass run twice:
+    a flip-averaged model's served output is its flip average; a plain model's is its one pass."""
+    served = predict_probabilities(model, faces, batch_size)
+    if is_flip_averaged(model):
+        return TestTimeProbabilities(served, predict_probabilities(single_pass(model), faces, batch_size), served)
+    mirrored = predict_probabilities(model, faces[:, :, ::-1, ...], batch_size)
+    return TestTimeProbabilities(served, served, (served + mirrored) / 2)

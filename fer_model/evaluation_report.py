@@ -18,11 +18,11 @@ import numpy as np
 
 from fer_model.data import SPLIT_TITLES, Dataset
 from fer_model.calibration import baked_temperature, expected_calibration_error, reliability_bins, rescale
-from fer_model.evaluation import flip_averaged_probabilities, predict_probabilities
+from fer_model.evaluation import test_time_probabilities
 from fer_model.figures import confusion_matrix_figure, face_grid_figure, reliability_figure, training_curves_figure
 from fer_model.metrics import compute_metrics, report_text
 from fer_model.registry import ModelRef, load_model
-from fer_model.test_time import is_flip_averaged, single_pass
+from fer_model.test_time import is_flip_averaged
 
 GRID_SIZE = 32
 
@@ -40,19 +40,15 @@ def evaluate_model(
     split_name, note = dataset.evaluation_split(requested_split)
     split = dataset[split_name]
     model = load_model(ref)
-    probabilities = predict_probabilities(model, split.images)
+    test_time = test_time_probabilities(model, split.images)
+    probabilities = test_time.served
     metrics = compute_metrics(split.labels, probabilities, split_name)
     metrics["split_title"] = SPLIT_TITLES[split_name]
     metrics["model"] = {"name": ref.name, "path": str(ref.path)}
-    tta = compute_metrics(split.labels, flip_averaged_probabilities(model, split.images), split_name)
-    metrics["flip_tta"] = {key: tta[key] for key in ("accuracy", "macro_f1", "weighted_f1")}
     metrics["served_flip_averaged"] = is_flip_averaged(model)
-    one_pass = (
-        compute_metrics(split.labels, predict_probabilities(single_pass(model), split.images), split_name)
-        if metrics["served_flip_averaged"]
-        else metrics
-    )
-    metrics["single_pass"] = {key: one_pass[key] for key in ("accuracy", "macro_f1", "weighted_f1")}
+    for name, alternative in (("flip_tta", test_time.flip_averaged), ("single_pass", test_time.one_pass)):
+        figures = compute_metrics(split.labels, alternative, split_name)
+        metrics[name] = {key: figures[key] for key in ("accuracy", "macro_f1", "weighted_f1")}
     temperature = baked_temperature(model)
     raw = rescale(probabilities, 1 / temperature)
     metrics["calibration"] = {

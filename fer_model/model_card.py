@@ -97,7 +97,7 @@ def card_markdown(card: ModelCard) -> str:
     per_class = {split: m["per_class_f1"] for split, m in card.metrics.items() if "per_class_f1" in m}
     if per_class:
         classes = list(next(iter(per_class.values())))
-        # Cards written before one-pass figures were recorded served one pass: it is their accuracy.
+        # A card without one-pass figures is for a model that serves one pass: its accuracy is that figure.
         one_pass = {
             split: (card.metrics[split].get("single_pass_accuracy", card.metrics[split]["accuracy"]),
                     card.metrics[split].get("single_pass_macro_f1", card.metrics[split]["macro_f1"]))

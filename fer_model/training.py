@@ -33,13 +33,12 @@ import numpy as np
 from fer_model.calibration import calibration_summary, with_temperature
 from fer_model.classes import CLASSES
 from fer_model.data import Dataset, Split
-from fer_model.evaluation import flip_averaged_probabilities, predict_probabilities
+from fer_model.evaluation import predict_probabilities, test_time_probabilities
 from fer_model.files import atomic_path, write_atomically
 from fer_model.metrics import compute_metrics
 from fer_model.model_card import ModelCard, write_card
 from fer_model.faces import as_model_batch
 from fer_model.recipes import Recipe
-from fer_model.test_time import single_pass
 
 SELECTION_NOTE = (
     "The saved weights are those of the epoch with the best PublicTest (val) accuracy, so PublicTest "
@@ -371,9 +370,10 @@ def card_metrics(model: keras.Model, dataset: Dataset) -> dict[str, Any]:
     for split_name in ("val", "test"):
         if dataset.has(split_name) and len(dataset[split_name]):
             split = dataset[split_name]
-            full = compute_metrics(split.labels, predict_probabilities(model, split.images), split_name)
-            one_pass = compute_metrics(split.labels, predict_probabilities(single_pass(model), split.images), split_name)
-            flipped = compute_metrics(split.labels, flip_averaged_probabilities(model, split.images), split_name)
+            probabilities = test_time_probabilities(model, split.images)
+            full = compute_metrics(split.labels, probabilities.served, split_name)
+            one_pass = compute_metrics(split.labels, probabilities.one_pass, split_name)
+            flipped = compute_metrics(split.labels, probabilities.flip_averaged, split_name)
             metrics[split_name] = {
                 **{k: full[k] for k in ("n", "accuracy", "macro_f1", "weighted_f1", "balanced_accuracy")},
                 "per_class_f1": {name: round(m["f1"], 4) for name, m in full["per_class"].items()},
