@@ -20,9 +20,9 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/fer annotate $(FER_DATA_DIR)/photos
 
-# Evaluate the committed seed model on FER2013 PublicTest.
+# Evaluate the default model on FER2013 PublicTest.
 evaluate: install
-	$(BIN)/fer model evaluate --model seed --data $(FER_DATA_DIR)/fer2013 --split val --out out/seed-evaluation
+	$(BIN)/fer model evaluate --model default --data $(FER_DATA_DIR)/fer2013 --split val --out out/default-evaluation
 
 # Throughput against the `fer` package (in its own venv, .bench/fer-peer); prints the figures last.
 bench: install bench-peer

@@ -1,14 +1,16 @@
 """Serving speed of an emotion model: faces classified per second, in batches, as the workers call it.
 
-    python bench/classifier.py [--model NAME] [--recipe NAME ...] [--faces N]
+    python bench/classifier.py [--model NAME] [--recipe NAME ...] [--faces N] [--unfolded]
 
 Times EmotionClassifier.predict_faces (the worker's path) on PublicTest faces when the
 data is present, random faces otherwise; each model is warmed up first. `--recipe`
 also times a recipe's architecture untrained and as served (flip-averaged when the recipe
 says so; speed does not depend on the weights), so a recipe can be checked against the
 serving budget before it is trained.
+`--unfolded` first times the Keras model as saved, before the workers fold its batch
+normalisations into the layers before them (fer_model.inference), for comparison.
 The last line is the figure for --model, with the backend that served it
-(FER_CLASSIFIER_BACKEND=keras or opencv picks one; see workers/classifier.py).
+(FER_CLASSIFIER_BACKEND=keras or onnx picks one; see workers/classifier.py).
 """
 
 from __future__ import annotations
@@ -67,6 +69,8 @@ def main() -> None:
     parser.add_argument("--recipe", action="append", default=[], help="also time this recipe's architecture untrained")
     parser.add_argument("--faces", type=int, default=4096)
     parser.add_argument("--repeats", type=int, default=3, help="timed passes; the best is reported")
+    parser.add_argument("--unfolded", action="store_true",
+                        help="first time the Keras model as saved, without folding its batch norms, for comparison")
     args = parser.parse_args()
 
     from workers.classifier import EmotionClassifier, backend_for
@@ -77,7 +81,15 @@ def main() -> None:
         for recipe in args.recipe:
             rate = faces_per_second(EmotionClassifier(str(untrained_model_file(recipe, Path(folder)))), faces, args.repeats)
             print(f"recipe {recipe} (untrained architecture): {rate:,.0f} faces/s")
-    classifier = EmotionClassifier(args.model, backend_for(None))
+    classifier = EmotionClassifier(args.model, backend_for())
+    if args.unfolded and classifier.backend == "keras":
+        from fer_model.registry import load_model, resolve_model
+
+        served = classifier.model
+        classifier.model = load_model(resolve_model(args.model))
+        rate = faces_per_second(classifier, faces, args.repeats)
+        print(f"model {classifier.identity.name} as saved, batch norms not folded: {rate:,.0f} faces/s")
+        classifier.model = served
     rate = faces_per_second(classifier, faces, args.repeats)
     verdict = "meets" if rate >= TARGET_FACES_PER_SECOND else "BELOW"
     print(f"model {classifier.identity.name} ({classifier.identity.version}): {rate:,.0f} faces/s ({verdict} the {TARGET_FACES_PER_SECOND:,}/s target; backend {classifier.backend})")

@@ -1,6 +1,6 @@
 """`fer annotate` against the `fer` package, per machine, wall time with start-up on both sides, in one run.
 
-    python bench/ratio.py [--peer-python PATH] [--only photos|mosaics|small-faces] [--processes N] [--detector NAME]
+    python bench/ratio.py [--peer-python PATH] [--only photos|mosaics|small-faces] [--processes N] [--detector NAME] [--model NAME]
 
 Three archives, each timed on both sides one after the other:
 
@@ -36,13 +36,16 @@ from pipeline import (  # noqa: E402
 )
 
 
-def run_ours(folder: Path, truth: dict, workdir: Path, processes: int | None, detector: str | None) -> dict:
-    url = f"sqlite:///{workdir / f'{folder.name}-{detector}.db'}"
+def run_ours(folder: Path, truth: dict, workdir: Path, processes: int | None, detector: str | None,
+             model: str | None) -> dict:
+    url = f"sqlite:///{workdir / f'{folder.name}-{detector}-{model}.db'}"
     command = fer_command("annotate", str(folder), "--db", url, "--format", "json")
     if processes:
         command += ["--processes", str(processes)]
     if detector:
         command += ["--detector", detector]
+    if model:
+        command += ["--model", model]
     started = time.perf_counter()
     output = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=True).stdout
     seconds = time.perf_counter() - started
@@ -69,10 +72,10 @@ def detection_rate(names: list[str], found: dict) -> float:
 
 def compare(label: str, folder: Path, truth: dict, args: argparse.Namespace, workdir: Path) -> None:
     names = sorted(truth)
-    ours = run_ours(folder, truth, workdir, args.processes, args.detector)
+    ours = run_ours(folder, truth, workdir, args.processes, args.detector, args.model)
     peer = run_peer(folder, names, args.peer_python)
     print(f"\n{label}: {len(names)} images, {sum(map(len, truth.values()))} true faces")
-    detector = f" --detector {args.detector}" if args.detector else ""
+    detector = (f" --detector {args.detector}" if args.detector else "") + (f" --model {args.model}" if args.model else "")
     print(f"  fer annotate {folder}{detector} ({args.processes or os.cpu_count()} processes): {ours['seconds']:.1f} s, "
           f"{ours['faces']} faces, recall {recall(truth, ours['found']):.3f}, "
           f"detection rate {detection_rate(names, ours['found']):.3f}")
@@ -95,6 +98,7 @@ def main() -> None:
     parser.add_argument("--small-scenes", type=int, default=25, help="scenes of small faces (40 faces each)")
     parser.add_argument("--processes", type=int, help="fer annotate --processes (default: its own, one per core)")
     parser.add_argument("--detector", help="fer annotate --detector (default: its own)")
+    parser.add_argument("--model", help="fer annotate --model (default: its own)")
     args = parser.parse_args()
     if not args.peer_python.is_file():
         sys.exit(f"no peer venv at {args.peer_python}; create it with:\n  {PEER_INSTALL}")

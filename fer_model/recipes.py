@@ -256,8 +256,16 @@ SEED_FLIP = replace(
     flip_averaging=True,
 )
 
+# The seed-flip recipe with random shifts, so that the framing of a detector's crop matters less.
+SEED_FLIP_SHIFT = replace(
+    SEED_FLIP,
+    name="seed-flip-shift",
+    description="The seed-flip recipe with random shifts up to 10% of the face in each direction.",
+    augmentation=replace(SEED_FLIP.augmentation, shift=0.1),
+)
+
 RECIPES: dict[str, Recipe] = {
-    recipe.name: recipe for recipe in (SEED, DEFAULT, *VARIANTS, *SEED_VARIANTS, SEED_FLIP)
+    recipe.name: recipe for recipe in (SEED, DEFAULT, *VARIANTS, *SEED_VARIANTS, SEED_FLIP, SEED_FLIP_SHIFT)
 }
 
 

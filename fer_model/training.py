@@ -395,7 +395,8 @@ def machine_description() -> str:
                 break
     except OSError:
         pass
-    return f"{model}, {len(os.sched_getaffinity(0)) if hasattr(os, 'sched_getaffinity') else os.cpu_count()} cores"
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return f"{model}, {cores} core{'' if cores == 1 else 's'}"
 
 
 def save_atomically(model: keras.Model, path: Path) -> None:

@@ -24,7 +24,7 @@ def test_classifier_bench_prints_faces_per_second_for_the_default_model():
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.strip().splitlines()
     assert re.search(r"recipe default \(untrained architecture\): [\d,]+ faces/s", result.stdout)
-    assert re.match(r"model \w+ \([0-9a-f]{12}\): [\d,]+ faces/s", lines[-1])
+    assert re.match(r"model [\w-]+ \([0-9a-f]{12}\): [\d,]+ faces/s", lines[-1])
 
 
 def test_pipeline_bench_runs_on_a_tiny_archive(tmp_path, photos_dir):

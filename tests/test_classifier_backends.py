@@ -1,4 +1,4 @@
-"""The classifier on OpenCV's DNN module gives the Keras model's probabilities, without TensorFlow."""
+"""The classifier on ONNX Runtime gives the Keras model's probabilities, without TensorFlow."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from fer_model.registry import load_model, resolve_model
-from workers.opencv_classifier import OpenCVEmotionModel, UnsupportedModel
+from workers.onnx_classifier import OnnxEmotionModel, UnsupportedModel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,17 +21,17 @@ def _faces(count: int = 64) -> np.ndarray:
     return np.clip(smooth + rng.integers(0, 30, size=smooth.shape), 0, 255).astype(np.uint8)[..., None]
 
 
-def test_opencv_translation_matches_keras_on_the_committed_model():
+def test_onnx_translation_matches_keras_on_the_committed_model():
     ref = resolve_model("default")
     faces = _faces()
     expected = np.asarray(load_model(ref).predict_on_batch(faces.astype(np.float32)))
-    got = OpenCVEmotionModel(ref.path).predict_faces(faces)
+    got = OnnxEmotionModel(ref.path).predict_faces(faces)
     assert got.shape == expected.shape
     assert np.abs(got - expected).max() < 1e-4
     assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
 
 
-def test_opencv_translation_matches_keras_on_the_default_recipe_with_average_pooling(tmp_path):
+def test_onnx_translation_matches_keras_on_the_default_recipe_with_average_pooling(tmp_path):
     """Global average pooling, folded batch norms (with non-trivial statistics) and a baked temperature."""
     from fer_model.calibration import with_temperature
     from fer_model.recipes import get_recipe
@@ -45,13 +45,13 @@ def test_opencv_translation_matches_keras_on_the_default_recipe_with_average_poo
     model.save(path)
     faces = _faces()
     expected = np.asarray(model.predict_on_batch(faces.astype(np.float32)))
-    got = OpenCVEmotionModel(path).predict_faces(faces)
+    got = OnnxEmotionModel(path).predict_faces(faces)
     assert np.abs(got - expected).max() < 1e-4
     assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
 
 
 def test_a_flip_averaged_model_serves_the_mean_over_mirror_images_on_both_backends(tmp_path):
-    """One file holds the averaging and the temperature; Keras and OpenCV agree, and both equal the
+    """One file holds the averaging and the temperature; Keras and ONNX Runtime agree, and both equal the
     network's own predictions for each face and its mirror image, averaged, then rescaled."""
     from fer_model.calibration import rescale, with_temperature
     from fer_model.evaluation import predict_probabilities
@@ -74,7 +74,7 @@ def test_a_flip_averaged_model_serves_the_mean_over_mirror_images_on_both_backen
     expected = np.asarray(served.predict_on_batch(faces.astype(np.float32)))
     np.testing.assert_allclose(expected, rescale(averaged, 1.3), atol=1e-5)
     assert np.abs(expected - predict_probabilities(inner, faces)).max() > 1e-3  # the mirror image counts
-    got = OpenCVEmotionModel(path).predict_faces(faces)
+    got = OnnxEmotionModel(path).predict_faces(faces)
     assert np.abs(got - expected).max() < 1e-4
 
 
@@ -88,27 +88,25 @@ def test_a_layer_it_does_not_translate_leaves_the_model_to_keras(tmp_path, monke
     path = tmp_path / "gmp.keras"
     model.save(path)
     with pytest.raises(UnsupportedModel, match="GlobalMaxPooling2D"):
-        OpenCVEmotionModel(path)
+        OnnxEmotionModel(path)
     from workers.classifier import EmotionClassifier
 
     monkeypatch.delenv("FER_CLASSIFIER_BACKEND", raising=False)
-    classifier = EmotionClassifier(str(path), backend="opencv")
+    classifier = EmotionClassifier(str(path), backend="onnx")
     assert classifier.backend == "keras"
     assert classifier.predict_faces(_faces(3)).shape == (3, 7)
 
 
-def test_short_runs_use_opencv_and_long_lived_workers_keras(monkeypatch):
+def test_cpu_machines_classify_on_onnx_unless_told_otherwise(monkeypatch):
     from workers import classifier
 
     monkeypatch.delenv("FER_CLASSIFIER_BACKEND", raising=False)
     monkeypatch.setattr("workers.devices.visible_gpus", lambda: [])
-    assert classifier.backend_for(1000) == "opencv"
-    assert classifier.backend_for(classifier.OPENCV_MAX_IMAGES + 1) == "keras"
-    assert classifier.backend_for(None) == "keras"  # a Celery worker: TensorFlow's start-up is paid once
-    monkeypatch.setenv("FER_CLASSIFIER_BACKEND", "opencv")
-    assert classifier.backend_for(None) == "opencv"
+    assert classifier.backend_for() == "onnx"
     monkeypatch.setenv("FER_CLASSIFIER_BACKEND", "keras")
-    assert classifier.backend_for(10) == "keras"
+    assert classifier.backend_for() == "keras"
+    monkeypatch.setenv("FER_CLASSIFIER_BACKEND", "onnx")
+    assert classifier.backend_for() == "onnx"
 
 
 def test_gpu_machines_classify_with_keras(monkeypatch):
@@ -117,15 +115,15 @@ def test_gpu_machines_classify_with_keras(monkeypatch):
 
     monkeypatch.delenv("FER_CLASSIFIER_BACKEND", raising=False)
     monkeypatch.setattr("workers.devices.visible_gpus", lambda: [Device("GPU", "NVIDIA H100")])
-    assert classifier.backend_for(10) == "keras"
+    assert classifier.backend_for() == "keras"
 
 
-def test_a_short_run_classifies_without_importing_tensorflow():
+def test_a_cpu_machine_classifies_without_importing_tensorflow():
     code = (
         "import sys; from workers.classifier import EmotionClassifier, backend_for; import numpy as np\n"
-        "c = EmotionClassifier('default', backend_for(1000)); p = c.predict_faces(np.zeros((2, 48, 48, 1), np.uint8))\n"
+        "c = EmotionClassifier('default', backend_for()); p = c.predict_faces(np.zeros((2, 48, 48, 1), np.uint8))\n"
         "print(c.backend, p.shape, 'tensorflow' in sys.modules)"
     )
     output = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                             env={"PATH": "/usr/bin:/bin", "FER_CLASSIFIER_BACKEND": "auto"}).stdout
-    assert output.split() == ["opencv", "(2,", "7)", "False"]
+    assert output.split() == ["onnx", "(2,", "7)", "False"]

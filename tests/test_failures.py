@@ -26,6 +26,7 @@ from db.models import Image as ImageRow
 from db.models import Job
 from db.reads import database_identity, image_ids
 from db.writes import create_job
+from fer_model.registry import default_model_name
 from db.session import make_engine
 from tests.conftest import REPO_ROOT
 
@@ -341,7 +342,7 @@ def test_after_a_run_that_changed_nothing_report_and_status_show_the_whole_archi
     as_json = json.loads(run("report", "--all", "--format", "json", "--db", sqlite_url).output)
     assert as_json["images"]["done"] == 2 and as_json["faces"] == first["faces"] and as_json["latest_job"] == 2
     assert as_json["emotions"] == first["emotions"]
-    assert [(m["name"], m["images"], m["faces"]) for m in as_json["models"]] == [("seed", 2, first["faces"])]
+    assert [(m["name"], m["images"], m["faces"]) for m in as_json["models"]] == [(default_model_name(), 2, first["faces"])]
     status = run("status", "--db", sqlite_url).output
     assert status.splitlines()[0] == "job 2: finished; 0/0 images (0 done, 0 failed, 0 pending), 0 faces (2 unchanged, 0 missing)"
     assert status.splitlines()[1].startswith(f"Whole archive: 2 images annotated, {first['faces']} face")

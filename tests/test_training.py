@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 
 from cli.main import fer
 from fer_model.classes import CLASSES
+from fer_model import training
 from fer_model.training import balanced_class_weights, oversampled_indices, read_history
 from tests.conftest import REPO_ROOT, write_image_folders
 
@@ -228,7 +230,7 @@ def test_card_has_per_class_and_flip_averaged_metrics_machine_and_comparisons(ti
     val = card["metrics"]["val"]
     assert list(val["per_class_f1"]) == list(CLASSES)
     assert {"flip_tta_accuracy", "flip_tta_macro_f1"} <= set(val)
-    assert card["training"]["machine"].endswith(" cores")
+    assert re.search(r", \d+ cores?$", card["training"]["machine"])
     markdown = (tmp_path / "b" / "card.md").read_text()
     assert "## Recipe comparison" in markdown and "| `seed` | 1 |" in markdown
     assert "F1 disgust" in markdown
@@ -264,3 +266,9 @@ def test_a_flip_averaging_recipe_serves_and_reports_the_mean_over_mirror_images(
     assert metrics["single_pass"]["accuracy"] == pytest.approx(val["single_pass_accuracy"])
     printed = " ".join(evaluated.output.split())  # rich wraps long lines
     assert f"one pass of the network: accuracy {val['single_pass_accuracy']:.4f}" in printed
+
+
+@pytest.mark.parametrize(("cores", "text"), [({0}, "1 core"), ({0, 1}, "2 cores")])
+def test_the_machine_description_counts_the_cores_the_run_may_use(monkeypatch, cores, text):
+    monkeypatch.setattr(training.os, "sched_getaffinity", lambda pid: cores, raising=False)
+    assert training.machine_description().endswith(f", {text}")

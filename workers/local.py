@@ -3,8 +3,8 @@
 The processes read and detect (OpenCV, no TensorFlow); this process classifies every
 face and writes each chunk. The model loads once, in a background thread that starts
 once the processes exist, so it overlaps the first images' detection instead of
-delaying every process; short runs classify on OpenCV's DNN module and never import
-TensorFlow (`workers.classifier.backend_for`).
+delaying every process; on machines without a GPU it classifies on ONNX Runtime and
+never imports TensorFlow (`workers.classifier.backend_for`).
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def run_locally(
     try:
         futures = {pool.submit(detect_chunk, database_url, job_id, ids, options): index for index, ids in pieces}
         # Only now, with every detection process started (forked), may this process import TensorFlow.
-        backend = backend_for(sum(len(chunk) for chunk in chunks))
+        backend = backend_for()
         model: Future[EmotionClassifier] = loader.submit(get_classifier, JobOptions.from_dict(options).model, backend)
         pending = set(futures)
         while pending:
