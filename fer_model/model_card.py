@@ -57,6 +57,11 @@ def comparison_row(folder: Path) -> dict[str, Any]:
     }
 
 
+def _hours(hours: Any) -> str:
+    """Hours as the table shows them: '-' where the compared run's card did not record them."""
+    return "-" if hours is None or hours != hours else f"{hours:.2f}"
+
+
 def read_card(folder: Path) -> ModelCard:
     return ModelCard(**json.loads((folder / CARD_JSON).read_text()))
 
@@ -128,7 +133,7 @@ def card_markdown(card: ModelCard) -> str:
             "|---|---|---|---|---|---|",
             *[
                 f"| `{row['recipe']}` | {row['epochs']} | {row['accuracy']:.4f} | {row['macro_f1']:.4f} | "
-                f"{row['hours']:.2f} | {row['description']} |"
+                f"{_hours(row['hours'])} | {row['description']} |"
                 for row in card.comparisons
             ],
             "",

@@ -272,3 +272,16 @@ def test_a_flip_averaging_recipe_serves_and_reports_the_mean_over_mirror_images(
 def test_the_machine_description_counts_the_cores_the_run_may_use(monkeypatch, cores, text):
     monkeypatch.setattr(training.os, "sched_getaffinity", lambda pid: cores, raising=False)
     assert training.machine_description().endswith(f", {text}")
+
+
+def test_a_compared_run_without_recorded_hours_shows_a_dash():
+    from fer_model.model_card import ModelCard, card_markdown
+
+    card = ModelCard(name="m", recipe="seed", recipe_description="d", command="c", data={}, training={}, metrics={},
+                     comparisons=[{"recipe": "seed", "epochs": 30, "accuracy": 0.64, "macro_f1": 0.63,
+                                   "hours": float("nan"), "description": "old"},
+                                  {"recipe": "seed-flip", "epochs": 40, "accuracy": 0.65, "macro_f1": 0.63,
+                                   "hours": 1.591, "description": "new"}])
+    markdown = card_markdown(card)
+    assert "| `seed` | 30 | 0.6400 | 0.6300 | - | old |" in markdown
+    assert "| `seed-flip` | 40 | 0.6500 | 0.6300 | 1.59 | new |" in markdown
