@@ -85,14 +85,14 @@ def main() -> None:
 
     from fer_model.data import load_fer2013
     from workers.annotate import PathPolicy, annotate_images, read_for_detection
-    from workers.classifier import EmotionClassifier
+    from workers.classifier import EmotionClassifier, backend_for
     from workers.cropping import FACE_MARGIN, face_crop
     from workers.detection import get_detector
     from fer_model.faces import stack_faces
 
     val = load_fer2013(args.data_dir / "fer2013")["val"]
     photos = sorted((args.data_dir / "photos").glob("*.jpg"))
-    classifier = EmotionClassifier(args.model)
+    classifier = EmotionClassifier(args.model, backend_for())
     detector = get_detector(args.detector)
     margins = [float(m) for m in args.margins.split(",")]
 

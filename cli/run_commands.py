@@ -235,10 +235,15 @@ def worker(concurrency, pool, broker, db_url, loglevel) -> None:
     from workers.pipeline import use_broker
 
     use_broker(broker)
-    from workers.devices import batch_size_for, describe, visible_gpus
+    from workers.classifier import backend_for, batch_size_of
+    from workers.devices import describe, visible_gpus
 
     os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # the pool processes share the card
-    gpus = visible_gpus()
-    console.print(f"fer worker: classifier on {describe(gpus) if gpus else 'CPU'}, batches of up to "
-                  f"{batch_size_for(gpus)} faces; face detection on the CPU, {concurrency} process(es)")
+    try:
+        backend = backend_for()
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    gpus = visible_gpus() if backend == "keras" else []
+    console.print(f"fer worker: classifier on {describe(gpus) if gpus else 'CPU'} ({backend}), batches of up to "
+                  f"{batch_size_of(backend, gpus)} faces; face detection on the CPU, {concurrency} process(es)")
     app.worker_main(["worker", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"])

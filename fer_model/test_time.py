@@ -6,7 +6,7 @@ A flip-averaged model is a plain network called twice in one graph,
     face -> MirrorFaces -> network -/
 
 so the `.keras` file alone serves the averaged, calibrated probabilities; workers, evaluation
-and the OpenCV translation need no flag beside it. It costs two passes of the network a face.
+and the ONNX translation need no flag beside it. It costs two passes of the network a face.
 """
 
 from __future__ import annotations

@@ -127,3 +127,94 @@ def test_a_cpu_machine_classifies_without_importing_tensorflow():
     output = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                             env={"PATH": "/usr/bin:/bin", "FER_CLASSIFIER_BACKEND": "auto"}).stdout
     assert output.split() == ["onnx", "(2,", "7)", "False"]
+
+
+@pytest.mark.parametrize("content", [b"not a zip", b"PK\x05\x06" + b"\x00" * 18])
+def test_a_damaged_model_file_is_named_as_not_loadable(tmp_path, content):
+    from fer_model.registry import ModelNotFound
+
+    path = tmp_path / "damaged.keras"
+    path.write_bytes(content)
+    with pytest.raises(ModelNotFound, match=r"damaged\.keras: not a loadable Keras model"):
+        OnnxEmotionModel(path)
+
+
+def test_annotate_with_a_damaged_model_fails_in_one_line(tmp_path, photos_dir):
+    from click.testing import CliRunner
+
+    from cli.main import fer
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(next(iter(sorted(photos_dir.glob("*.jpg")))).read_bytes())
+    damaged = tmp_path / "damaged.keras"
+    damaged.write_bytes(b"not a zip")
+    result = CliRunner().invoke(fer, ["annotate", str(folder), "--model", str(damaged), "--processes", "1",
+                                      "--db", f"sqlite:///{tmp_path / 'fer.db'}"])
+    assert result.exit_code == 1
+    assert "damaged.keras: not a loadable Keras model (BadZipFile" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_an_unknown_backend_name_is_refused(monkeypatch):
+    from workers import classifier
+
+    monkeypatch.setenv("FER_CLASSIFIER_BACKEND", "opencv")
+    with pytest.raises(ValueError, match="FER_CLASSIFIER_BACKEND is 'opencv': use one of auto, keras, onnx"):
+        classifier.backend_for()
+
+
+def test_the_session_uses_as_many_threads_as_opencv_may(monkeypatch):
+    import cv2
+
+    path = resolve_model("seed").path
+    previous = cv2.getNumThreads()
+    try:
+        cv2.setNumThreads(1)
+        assert OnnxEmotionModel(path).session.get_session_options().intra_op_num_threads == 1
+        assert OnnxEmotionModel(path, threads=2).session.get_session_options().intra_op_num_threads == 2
+    finally:
+        cv2.setNumThreads(previous)
+
+
+def test_the_batch_size_follows_the_backend_and_fer_batch_size(monkeypatch):
+    from workers.classifier import batch_size_of
+    from workers.devices import CPU_BATCH_SIZE, GPU_BATCH_SIZE, Device
+    from workers.onnx_classifier import BATCH_SIZE
+
+    monkeypatch.delenv("FER_BATCH_SIZE", raising=False)
+    assert batch_size_of("onnx", []) == BATCH_SIZE
+    assert batch_size_of("keras", []) == CPU_BATCH_SIZE
+    assert batch_size_of("keras", [Device("GPU", "any")]) == GPU_BATCH_SIZE
+    monkeypatch.setenv("FER_BATCH_SIZE", "16")
+    assert batch_size_of("onnx", []) == 16
+
+
+@pytest.mark.slow
+def test_annotate_labels_the_same_faces_alike_on_both_backends(tmp_path, photos_dir, monkeypatch):
+    """The GPU machines' path (Keras, batch norms folded) and the CPU machines' (ONNX Runtime) agree."""
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from cli.main import fer
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for photo in sorted(photos_dir.glob("*.jpg"))[:12]:
+        (folder / photo.name).write_bytes(photo.read_bytes())
+    rows = {}
+    for backend in ("keras", "onnx"):
+        monkeypatch.setenv("FER_CLASSIFIER_BACKEND", backend)
+        database = tmp_path / f"{backend}.db"
+        result = CliRunner().invoke(fer, ["annotate", str(folder), "--processes", "1", "--db", f"sqlite:///{database}"])
+        assert result.exit_code == 0, result.output
+        with sqlite3.connect(database) as connection:
+            rows[backend] = connection.execute(
+                "SELECT images.path, faces.x, faces.y, faces.label, faces.p_angry, faces.p_disgust, faces.p_fear, "
+                "faces.p_happy, faces.p_neutral, faces.p_sad, faces.p_surprise FROM faces "
+                "JOIN images ON images.id = faces.image_id ORDER BY images.path, faces.x").fetchall()
+    assert len(rows["onnx"]) >= 10
+    assert [row[:4] for row in rows["keras"]] == [row[:4] for row in rows["onnx"]]
+    for keras_row, onnx_row in zip(rows["keras"], rows["onnx"]):
+        np.testing.assert_allclose(keras_row[4:], onnx_row[4:], atol=2e-4)  # stored to 4 decimals

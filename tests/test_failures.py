@@ -26,8 +26,8 @@ from db.models import Image as ImageRow
 from db.models import Job
 from db.reads import database_identity, image_ids
 from db.writes import create_job
-from fer_model.registry import default_model_name
 from db.session import make_engine
+from fer_model.registry import default_model_name
 from tests.conftest import REPO_ROOT
 
 BROKER_URL = os.environ.get("FER_TEST_BROKER_URL", "redis://127.0.0.1:6379/11")

@@ -97,3 +97,18 @@ def test_the_flip_averaged_structure_survives_folding():
     network = _with_statistics(get_recipe("seed").build(1))
     folded = folded_for_inference(with_flip_averaging(network))
     assert is_flip_averaged(folded) and _batch_norms(folded) == 0
+
+
+def test_a_fold_that_changes_the_probabilities_or_fails_leaves_the_model_as_saved(monkeypatch):
+    from fer_model import inference
+
+    model = _with_statistics(get_recipe("seed").build(1))
+    other = _with_statistics(get_recipe("seed").build(2))  # different weights: different probabilities
+    monkeypatch.setattr(inference, "_fold_served_model", lambda m: other)
+    assert inference.folded_for_inference(model) is model
+
+    def broken(m):
+        raise AttributeError("a private attribute this Keras version lacks")
+
+    monkeypatch.setattr(inference, "_fold_served_model", broken)
+    assert inference.folded_for_inference(model) is model

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from db.records import ModelIdentity
 from fer_model.classes import CLASSES
+
+if TYPE_CHECKING:
+    from workers.devices import Device
 
 logger = logging.getLogger("fer.worker")
 
@@ -29,27 +34,40 @@ def model_identity(model_name: str) -> ModelIdentity:
     return _identity_of(resolve_model(model_name))
 
 
+BACKENDS = ("auto", "keras", "onnx")
+
+
 def backend_for() -> str:
     """The classifier backend for this machine.
 
-    ``FER_CLASSIFIER_BACKEND=keras|onnx`` forces one. Otherwise machines with an NVIDIA GPU
-    classify on Keras (TensorFlow on the GPU) and others on ONNX Runtime, which starts
-    without importing TensorFlow (about 5 s of CPU a process) and runs these networks
+    ``FER_CLASSIFIER_BACKEND=keras|onnx`` forces one. Otherwise (``auto``) machines with an
+    NVIDIA GPU classify on Keras (TensorFlow on the GPU) and others on ONNX Runtime, which
+    starts without importing TensorFlow (about 5 s of CPU a process) and runs these networks
     faster on a CPU.
     """
-    forced = os.environ.get("FER_CLASSIFIER_BACKEND", "auto")
-    if forced in ("keras", "onnx"):
+    forced = os.environ.get("FER_CLASSIFIER_BACKEND", "auto").strip().lower() or "auto"
+    if forced not in BACKENDS:
+        raise ValueError(f"FER_CLASSIFIER_BACKEND is {forced!r}: use one of {', '.join(BACKENDS)}")
+    if forced != "auto":
         return forced
     from workers.devices import visible_gpus
 
     return "keras" if visible_gpus() else "onnx"
 
 
+def batch_size_of(backend: str, devices: Sequence[Device]) -> int:
+    """Faces per model call: ``FER_BATCH_SIZE`` when set, else the size that suits the backend and device."""
+    from workers.devices import batch_size_for
+    from workers.onnx_classifier import BATCH_SIZE as ONNX_BATCH_SIZE
+
+    return batch_size_for([], ONNX_BATCH_SIZE) if backend == "onnx" else batch_size_for(devices)
+
+
 class EmotionClassifier:
     """A model ready to classify faces, on Keras (TensorFlow) or on ONNX Runtime.
 
     The ONNX backend serves plain convolutional models without importing TensorFlow
-    (predictions within 1e-5 of Keras); a model it cannot translate serves through Keras,
+    (predictions within 1e-4 of Keras); a model it cannot translate serves through Keras,
     unless ``FER_CLASSIFIER_BACKEND=onnx`` demands ONNX. On Keras the model serves with its
     batch normalisations folded into the layers before them (fer_model.inference): the same
     probabilities, fewer operations a face.
@@ -57,8 +75,7 @@ class EmotionClassifier:
 
     def __init__(self, model_name: str, backend: str = "keras"):
         from fer_model.registry import load_model, resolve_model
-        from workers.devices import Device, batch_size_for, configure_devices, describe
-        from workers.onnx_classifier import BATCH_SIZE as ONNX_BATCH_SIZE
+        from workers.devices import Device, configure_devices, describe
 
         ref = resolve_model(model_name)
         self.identity = model_identity(model_name)
@@ -79,7 +96,7 @@ class EmotionClassifier:
             self.devices = configure_devices()
             self.model = folded_for_inference(load_model(ref))
             self.backend = "keras"
-        self.batch_size = batch_size_for(self.devices) if self.backend == "keras" else ONNX_BATCH_SIZE
+        self.batch_size = batch_size_of(self.backend, self.devices)
         logger.info("model %s %s on %s (%s), batches of %d faces", self.identity.name, self.identity.version,
                     describe(self.devices), self.backend, self.batch_size)
 

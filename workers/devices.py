@@ -24,12 +24,12 @@ class Device:
     name: str
 
 
-def batch_size_for(devices: Sequence[Device]) -> int:
-    """Faces per model call: GPU-sized when the classifier runs on a GPU, else CPU-sized."""
+def batch_size_for(devices: Sequence[Device], cpu_batch_size: int = CPU_BATCH_SIZE) -> int:
+    """Faces per model call: GPU-sized when the classifier runs on a GPU, else ``cpu_batch_size``."""
     override = os.environ.get("FER_BATCH_SIZE")
     if override:
         return max(1, int(override))
-    return GPU_BATCH_SIZE if any(device.kind == "GPU" for device in devices) else CPU_BATCH_SIZE
+    return GPU_BATCH_SIZE if any(device.kind == "GPU" for device in devices) else cpu_batch_size
 
 
 def describe(devices: Sequence[Device]) -> str:

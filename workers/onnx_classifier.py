@@ -19,9 +19,15 @@ import json
 import zipfile
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
+
+if TYPE_CHECKING:
+    import h5py
+    from onnx import ModelProto, NodeProto, TensorProto
+    from onnxruntime import InferenceSession
 
 # Layers that do nothing at inference time.
 _INFERENCE_NO_OPS = {"InputLayer", "Dropout", "RandomZoom", "RandomFlip", "RandomRotation", "RandomTranslation",
@@ -30,6 +36,8 @@ _PROBABILITY_FLOOR = 1e-7  # as fer_model.calibration.TemperatureScaling clips
 # Measured on one thread: about 0.5 ms of CPU a face for the seed net in batches of 16-256, fastest at 64.
 BATCH_SIZE = 64
 _OPSET = 17
+_IR_VERSION = 8  # the ONNX file format that opset 17 came with: readable by every supported ONNX Runtime
+_INPUT = "faces"
 
 
 class UnsupportedModel(Exception):
@@ -39,25 +47,30 @@ class UnsupportedModel(Exception):
 class OnnxEmotionModel:
     """Probabilities for (N, 48, 48, 1) uint8 faces, computed like the Keras model they come from."""
 
-    def __init__(self, model_file: str | Path):
-        with zipfile.ZipFile(model_file) as archive:
-            config = json.loads(archive.read("config.json"))
-            weights_file = io.BytesIO(archive.read("model.weights.h5"))
+    def __init__(self, model_file: str | Path, threads: int | None = None):
+        """``threads``: ONNX Runtime's threads; by default as many as OpenCV may use in this process,
+        which is one in worker processes (they scale by processes, one per core)."""
         import h5py  # a Keras dependency, light to import
 
-        with h5py.File(weights_file, "r") as weights:
-            graph, self.input_size, self.minmax_epsilon, self.temperature, self.flip_averaged = _translate_model(
-                config, weights
-            )
-        import onnxruntime
+        from fer_model.registry import ModelNotFound
 
-        options = onnxruntime.SessionOptions()
-        # As many threads as OpenCV may use in this process: one in worker processes, which scale by processes.
-        options.intra_op_num_threads = max(1, cv2.getNumThreads())
-        options.inter_op_num_threads = 1
-        self.session = onnxruntime.InferenceSession(
-            graph.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
+        try:
+            with zipfile.ZipFile(model_file) as archive:
+                config = json.loads(archive.read("config.json"))
+                weights_file = io.BytesIO(archive.read("model.weights.h5"))
+            weights = h5py.File(weights_file, "r")
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+            raise ModelNotFound(f"{model_file}: not a loadable Keras model ({type(error).__name__}: {error})") from error
+        try:
+            with weights:
+                graph, self.input_size, self.minmax_epsilon, self.temperature, self.flip_averaged = _translate_model(
+                    config, weights
+                )
+            self.session = _session(graph, threads or max(1, cv2.getNumThreads()))
+        except UnsupportedModel:
+            raise
+        except Exception as error:  # a layout this translation did not foresee: Keras serves the file instead
+            raise UnsupportedModel(f"translation failed ({type(error).__name__}: {error})") from error
 
     def predict_faces(self, faces: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
         outputs = [self._predict(faces[i : i + batch_size]) for i in range(0, len(faces), batch_size)]
@@ -85,6 +98,18 @@ class OnnxEmotionModel:
         return probabilities
 
 
+def _session(graph: ModelProto, threads: int) -> InferenceSession:
+    import onnxruntime
+
+    onnxruntime.set_default_logger_severity(3)  # errors only: no warnings on stderr
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle between batches, not spinning
+    return onnxruntime.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
 def _flatten_layers(layers: list[dict]) -> list[dict]:
     flat = []
     for layer in layers:
@@ -95,7 +120,9 @@ def _flatten_layers(layers: list[dict]) -> list[dict]:
     return flat
 
 
-def _translate_model(config: dict, weights) -> tuple[object, tuple[int, int] | None, float | None, float | None, bool]:
+def _translate_model(
+    config: dict, weights: h5py.Group
+) -> tuple[ModelProto, tuple[int, int] | None, float | None, float | None, bool]:
     """`_translate`'s results for the network, plus whether the model averages it over mirror images."""
     layers = config.get("config", {}).get("layers", [])
     classes = [layer["class_name"] for layer in layers]
@@ -110,15 +137,13 @@ def _translate_model(config: dict, weights) -> tuple[object, tuple[int, int] | N
     return graph, input_size, minmax, temperature, True
 
 
-_INPUT = "faces"
-
 
 class _Graph:
     """An ONNX graph built one operation at a time, each taking the previous one's output."""
 
     def __init__(self) -> None:
-        self.nodes: list = []
-        self.weights: list = []
+        self.nodes: list[NodeProto] = []
+        self.weights: list[TensorProto] = []
         self.output = _INPUT
         self.last_op = ""
 
@@ -133,7 +158,7 @@ class _Graph:
         self.nodes.append(helper.make_node(op, [self.output, *names], [output], **attributes))
         self.output, self.last_op = output, op
 
-    def model(self, height: int, width: int):
+    def model(self, height: int, width: int) -> ModelProto:
         from onnx import TensorProto, helper
 
         graph = helper.make_graph(
@@ -142,10 +167,10 @@ class _Graph:
             [helper.make_tensor_value_info(self.output, TensorProto.FLOAT, [None, None])],
             self.weights,
         )
-        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)])
+        return helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)], ir_version=_IR_VERSION)
 
 
-def _translate(config: dict, weights) -> tuple[object, tuple[int, int] | None, float | None, float | None]:
+def _translate(config: dict, weights: h5py.Group) -> tuple[ModelProto, tuple[int, int] | None, float | None, float | None]:
     """(ONNX model, resize-to size, min-max epsilon, temperature) for a chain of supported layers."""
     if config.get("class_name") not in ("Functional", "Sequential"):
         raise UnsupportedModel(f"model class {config.get('class_name')}")
@@ -160,6 +185,7 @@ def _translate(config: dict, weights) -> tuple[object, tuple[int, int] | None, f
         return [np.asarray(group[str(i)], dtype=np.float32) for i in range(len(group))]
 
     input_size = minmax = temperature = None
+    input_shape: tuple[int, int, int] | None = None
     size: tuple[int, int, int] | None = None  # (height, width, channels) flowing through the network
     graph = _Graph()
     pending: dict | None = None  # the conv or dense layer waiting for a batch norm and an activation
@@ -185,6 +211,9 @@ def _translate(config: dict, weights) -> tuple[object, tuple[int, int] | None, f
             if kind == "InputLayer" and size is None:
                 shape = cfg.get("batch_shape") or cfg.get("batch_input_shape")
                 size = tuple(shape[1:])  # type: ignore[assignment]
+                if len(size) != 3 or size[2] != 1:
+                    raise UnsupportedModel(f"input shape {shape}: expected (None, height, width, 1)")
+                input_shape = size
             continue
         if kind == "Resizing" and not graph.nodes and minmax is None:
             if cfg.get("interpolation") != "bilinear" or cfg.get("antialias") or cfg.get("crop_to_aspect_ratio"):
@@ -226,12 +255,15 @@ def _translate(config: dict, weights) -> tuple[object, tuple[int, int] | None, f
         elif kind == "MaxPooling2D":
             flush()
             pool = cfg["pool_size"]
-            if pool != [2, 2] or cfg["strides"] not in ([2, 2], None) or cfg["padding"] != "valid" or size[0] % 2 or size[1] % 2:
+            if (pool != [2, 2] or cfg["strides"] not in ([2, 2], None) or cfg["padding"] != "valid" or flattened
+                    or cfg.get("data_format", "channels_last") != "channels_last" or size[0] % 2 or size[1] % 2):
                 raise UnsupportedModel(f"pooling {cfg['name']}")
             graph.add("MaxPool", kernel_shape=[2, 2], strides=[2, 2])
             size = (size[0] // 2, size[1] // 2, size[2])
         elif kind == "Flatten":
             flush()
+            if flattened or cfg.get("data_format", "channels_last") != "channels_last":
+                raise UnsupportedModel(f"flatten {cfg['name']}")
             graph.add("Flatten")
             flattened = True
         elif kind == "GlobalAveragePooling2D":
@@ -265,7 +297,7 @@ def _translate(config: dict, weights) -> tuple[object, tuple[int, int] | None, f
         else:
             raise UnsupportedModel(f"layer {kind} ({cfg.get('name')})")
     flush()
-    if graph.last_op != "Softmax" or size is None:
+    if graph.last_op != "Softmax" or size is None or input_shape is None:
         raise UnsupportedModel("the model does not end in a softmax")
-    height, width = input_size or (layers[0]["config"]["batch_shape"][1], layers[0]["config"]["batch_shape"][2])
+    height, width = input_size or input_shape[:2]
     return graph.model(height, width), input_size, minmax, temperature
