@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fer_model.recipes import RECIPES
 from fer_model.registry import load_model, resolve_model
 from workers.onnx_classifier import OnnxEmotionModel, UnsupportedModel
 
@@ -218,3 +219,26 @@ def test_annotate_labels_the_same_faces_alike_on_both_backends(tmp_path, photos_
     assert [row[:4] for row in rows["keras"]] == [row[:4] for row in rows["onnx"]]
     for keras_row, onnx_row in zip(rows["keras"], rows["onnx"]):
         np.testing.assert_allclose(keras_row[4:], onnx_row[4:], atol=2e-4)  # stored to 4 decimals
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("recipe_name", sorted(RECIPES))
+def test_every_recipe_serves_alike_on_onnx_and_folded_keras(recipe_name, tmp_path):
+    from fer_model.calibration import with_temperature
+    from fer_model.inference import folded_for_inference
+    from fer_model.recipes import get_recipe
+
+    recipe = get_recipe(recipe_name)
+    network = recipe.build(4)
+    rng = np.random.default_rng(6)
+    for layer in network.layers:
+        if "bn" in layer.name:
+            layer.set_weights([rng.uniform(0.5, 1.5, size=w.shape).astype(np.float32) for w in layer.get_weights()])
+    model = with_temperature(recipe.for_serving(network), 1.2)
+    path = tmp_path / f"{recipe_name}.keras"
+    model.save(path)
+    faces = _faces(16)
+    expected = np.asarray(model.predict_on_batch(faces.astype(np.float32)))
+    np.testing.assert_allclose(OnnxEmotionModel(path).predict_faces(faces), expected, atol=1e-4)
+    np.testing.assert_allclose(folded_for_inference(model).predict_on_batch(faces.astype(np.float32)), expected,
+                               atol=1e-5)
