@@ -111,13 +111,15 @@ def main() -> None:
             truth = np.array([val.labels[scene.face_index] for scene, _ in found])
             served = np.array([np.argmax(face.probabilities) for _, face in found])
             direct_found = classifier.predict_faces(stack_faces([val.images[s.face_index] for s, _ in found]))
+            crops: dict[float, list[np.ndarray]] = {margin: [] for margin in margins}
+            pasted_squares = []
+            for scene, face in found:  # each scene decoded once, all its crops cut from it
+                gray = read_for_detection(scene.path).gray
+                for margin in margins:
+                    crops[margin].append(face_crop(gray, face.x, face.y, face.w, face.h, margin))
+                pasted_squares.append(face_crop(gray, *scene.box, 0.0))
             for margin in margins:
-                crops = []
-                for scene, face in found:
-                    gray = read_for_detection(scene.path).gray
-                    crops.append(face_crop(gray, face.x, face.y, face.w, face.h, margin))
-                by_margin[margin] = float(np.mean(classifier.predict(crops).argmax(axis=1) == truth))
-            pasted_squares = [face_crop(read_for_detection(scene.path).gray, *scene.box, 0.0) for scene, _ in found]
+                by_margin[margin] = float(np.mean(classifier.predict(crops[margin]).argmax(axis=1) == truth))
             at_pasted_square = float(np.mean(classifier.predict(pasted_squares).argmax(axis=1) == truth))
 
     sampled = np.array([s.face_index for s in scenes])

@@ -17,24 +17,13 @@ import keras
 import numpy as np
 
 from fer_model.calibration import TemperatureScaling, baked_temperature, with_temperature, without_temperature
+from fer_model.layer_roles import IDENTITY_AT_INFERENCE
 from fer_model.test_time import is_flip_averaged, single_pass, with_flip_averaging
 
 logger = logging.getLogger(__name__)
 
 # Folded and original probabilities must agree this closely on a check batch, or the original is served.
 FOLDING_TOLERANCE = 1e-4
-
-_IDENTITY_AT_INFERENCE = (
-    keras.layers.Dropout,
-    keras.layers.RandomFlip,
-    keras.layers.RandomRotation,
-    keras.layers.RandomZoom,
-    keras.layers.RandomTranslation,
-    keras.layers.RandomErasing,
-    keras.layers.RandomContrast,
-    keras.layers.RandomBrightness,
-    keras.layers.GaussianNoise,
-)
 
 
 class NotFoldable(Exception):
@@ -74,7 +63,7 @@ def _fold_served_model(model: keras.Model) -> keras.Model:
 def _is_identity_at_inference(layer: keras.layers.Layer) -> bool:
     if isinstance(layer, keras.Sequential):
         return all(_is_identity_at_inference(inner) for inner in layer.layers)
-    return isinstance(layer, _IDENTITY_AT_INFERENCE)
+    return type(layer).__name__ in IDENTITY_AT_INFERENCE
 
 
 def _check_chain(network: keras.Model) -> None:

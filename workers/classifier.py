@@ -37,6 +37,14 @@ def model_identity(model_name: str) -> ModelIdentity:
 BACKENDS = ("auto", "keras", "onnx")
 
 
+def requested_backend() -> str:
+    """``FER_CLASSIFIER_BACKEND`` as one of BACKENDS (``auto`` when unset); ValueError for anything else."""
+    requested = os.environ.get("FER_CLASSIFIER_BACKEND", "auto").strip().lower() or "auto"
+    if requested not in BACKENDS:
+        raise ValueError(f"FER_CLASSIFIER_BACKEND is {requested!r}: use one of {', '.join(BACKENDS)}")
+    return requested
+
+
 def backend_for() -> str:
     """The classifier backend for this machine.
 
@@ -45,9 +53,7 @@ def backend_for() -> str:
     starts without importing TensorFlow (about 5 s of CPU a process) and runs these networks
     faster on a CPU.
     """
-    forced = os.environ.get("FER_CLASSIFIER_BACKEND", "auto").strip().lower() or "auto"
-    if forced not in BACKENDS:
-        raise ValueError(f"FER_CLASSIFIER_BACKEND is {forced!r}: use one of {', '.join(BACKENDS)}")
+    forced = requested_backend()
     if forced != "auto":
         return forced
     from workers.devices import visible_gpus
@@ -87,7 +93,7 @@ class EmotionClassifier:
                 self.model = OnnxEmotionModel(ref.path)
                 self.backend, self.devices = "onnx", [Device("CPU", "CPU")]
             except UnsupportedModel as reason:
-                if os.environ.get("FER_CLASSIFIER_BACKEND") == "onnx":
+                if requested_backend() == "onnx":
                     raise
                 logger.info("model %s served by Keras: %s", self.identity.name, reason)
         if self.model is None:

@@ -24,14 +24,15 @@ from typing import TYPE_CHECKING
 import cv2
 import numpy as np
 
+from fer_model.layer_roles import IDENTITY_AT_INFERENCE
+
 if TYPE_CHECKING:
     import h5py
     from onnx import ModelProto, NodeProto, TensorProto
     from onnxruntime import InferenceSession
 
 # Layers that do nothing at inference time.
-_INFERENCE_NO_OPS = {"InputLayer", "Dropout", "RandomZoom", "RandomFlip", "RandomRotation", "RandomTranslation",
-                     "RandomContrast", "RandomBrightness", "RandomErasing", "GaussianNoise"}
+_INFERENCE_NO_OPS = {"InputLayer", *IDENTITY_AT_INFERENCE}
 _PROBABILITY_FLOOR = 1e-7  # as fer_model.calibration.TemperatureScaling clips
 # Measured on one thread: about 0.5 ms of CPU a face for the seed net in batches of 16-256, fastest at 64.
 BATCH_SIZE = 64
