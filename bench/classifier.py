@@ -79,8 +79,9 @@ def main() -> None:
     print(f"{len(faces)} {source}; {os.cpu_count()} CPU cores; best of {args.repeats} passes")
     with tempfile.TemporaryDirectory() as folder:
         for recipe in args.recipe:
-            rate = faces_per_second(EmotionClassifier(str(untrained_model_file(recipe, Path(folder)))), faces, args.repeats)
-            print(f"recipe {recipe} (untrained architecture): {rate:,.0f} faces/s")
+            untrained = EmotionClassifier(str(untrained_model_file(recipe, Path(folder))), backend_for())
+            rate = faces_per_second(untrained, faces, args.repeats)
+            print(f"recipe {recipe} (untrained architecture): {rate:,.0f} faces/s (backend {untrained.backend})")
     classifier = EmotionClassifier(args.model, backend_for())
     if args.unfolded and classifier.backend == "keras":
         from fer_model.registry import load_model, resolve_model
