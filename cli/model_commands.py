@@ -84,6 +84,14 @@ class _RichTrainingProgress:
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch (same settings).")
 @click.option("--class-weights", is_flag=True, help="Weight the loss by inverse class frequency.")
+@click.option(
+    "--precision",
+    type=click.Choice(["float32", "mixed_bfloat16"]),
+    default="float32",
+    show_default=True,
+    help="Compute precision while training; mixed_bfloat16 is about 1.8x faster on CPUs with AVX-512 BF16. "
+    "The saved model computes in float32.",
+)
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or malformed data and count it, instead of stopping.")
 @click.option("--limit", type=click.IntRange(min=1), help="Train on a random subset of this many images (smoke runs).")
 @click.option(
@@ -101,6 +109,7 @@ def train(
     seed: int,
     resume: bool,
     class_weights: bool,
+    precision: str,
     skip_bad: bool,
     limit: int | None,
     compared_with: tuple[Path, ...],
@@ -135,9 +144,11 @@ def train(
         seed=seed,
         resume=resume,
         class_weights=class_weights,
+        precision=precision,
         train_limit=limit,
         command=_reproduce_command(
-            recipe, data, out, epochs or chosen.epochs, seed, class_weights=class_weights, skip_bad=skip_bad, limit=limit
+            recipe, data, out, epochs or chosen.epochs, seed, class_weights=class_weights, skip_bad=skip_bad, limit=limit,
+            precision=None if precision == "float32" else precision,
         ),
         comparisons=comparisons,
         data_description={"source": str(data), "skipped_bad": dataset.skipped, "train_limit": limit},

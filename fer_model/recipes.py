@@ -132,7 +132,8 @@ def build_model(recipe: Recipe, seed: int) -> keras.Model:
     x = keras.layers.BatchNormalization(name="dense_bn")(x)
     x = keras.layers.ReLU(name="dense_relu")(x)
     x = keras.layers.Dropout(0.4, seed=seed, name="dense_dropout")(x)
-    outputs = keras.layers.Dense(len(CLASSES), activation="softmax", name="emotion")(x)
+    # float32 whatever the training precision, so the probabilities and the loss keep full precision.
+    outputs = keras.layers.Dense(len(CLASSES), activation="softmax", dtype="float32", name="emotion")(x)
     return keras.Model(inputs, outputs, name=f"fer_{recipe.name.replace('-', '_')}")
 
 
@@ -264,8 +265,19 @@ SEED_FLIP_SHIFT = replace(
     augmentation=replace(SEED_FLIP.augmentation, shift=0.1),
 )
 
+# Ensemble members: nets that differ from the seed-flip net in width, input size and optimiser.
+SEED_WIDE = replace(
+    SEED_FLIP,
+    name="seed-wide",
+    description="The seed-flip recipe with 1.5x the filters (48, 96, 192) at a 44x44 input; served flip-averaged.",
+    input_size=44,
+    blocks=((48, 1, 0.1), (96, 2, 0.2), (192, 2, 0.3)),
+)
+MEMBERS: tuple[Recipe, ...] = (SEED_WIDE,)
+
 RECIPES: dict[str, Recipe] = {
-    recipe.name: recipe for recipe in (SEED, DEFAULT, *VARIANTS, *SEED_VARIANTS, SEED_FLIP, SEED_FLIP_SHIFT)
+    recipe.name: recipe
+    for recipe in (SEED, DEFAULT, *VARIANTS, *SEED_VARIANTS, SEED_FLIP, SEED_FLIP_SHIFT, *MEMBERS)
 }
 
 
