@@ -42,9 +42,11 @@ def _load_data(data: Path, skip_bad: bool):
     return dataset
 
 
-def _reproduce_command(recipe: str, data: Path, out: Path, epochs: int, seed: int, **flags: object) -> str:
-    """The `fer model train` command that starts this run from scratch, every choice spelled out."""
-    words = ["fer", "model", "train", "--recipe", recipe, "--data", str(data), "--out", str(out)]
+def _reproduce_command(recipe: str, data: Path, out: Path | None, epochs: int, seed: int, **flags: object) -> str:
+    """The `fer model train` command that starts this run from scratch, every choice spelled out
+    (``out`` None: the default run folder)."""
+    words = ["fer", "model", "train", "--recipe", recipe, "--data", str(data)]
+    words += ["--out", str(out)] if out is not None else []
     words += ["--epochs", str(epochs), "--seed", str(seed)]
     for name, value in flags.items():
         option = "--" + name.replace("_", "-")
@@ -79,10 +81,20 @@ class _RichTrainingProgress:
 @model.command()
 @click.option("--recipe", default="seed", show_default=True, help="Named training recipe.")
 @click.option("--data", type=click.Path(path_type=Path), required=True, help=DATA_HELP)
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder for checkpoints, history, model and card.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Folder for checkpoints, history, model and card  [default: RECIPE-SEED under $FER_RUNS_DIR, else "
+    "~/.local/share/fer-pipeline/runs]",
+)
 @click.option("--epochs", type=click.IntRange(min=1), help="Epochs to train (default: the recipe's; with --resume, the run's).")
 @click.option("--seed", type=int, default=1, show_default=True, help="Random seed.")
-@click.option("--resume", is_flag=True, help="Continue the run in --out from its last finished epoch (same settings).")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out from its last finished epoch (same settings); a missing run folder is first "
+    "unpacked from its state packed by `fer model pack-run`.",
+)
 @click.option("--class-weights", is_flag=True, help="Weight the loss by inverse class frequency.")
 @click.option(
     "--precision",
@@ -104,7 +116,7 @@ class _RichTrainingProgress:
 def train(
     recipe: str,
     data: Path,
-    out: Path,
+    out: Path | None,
     epochs: int | None,
     seed: int,
     resume: bool,
@@ -118,11 +130,13 @@ def train(
 
     \b
     Examples:
-      fer model train --recipe default --data ../shared/data/fer2013 --out runs/default
-      fer model train --recipe default --data ../shared/data/fer2013 --out runs/default --resume
+      fer model train --recipe seed-flip --data ../shared/data/fer2013
+      fer model train --recipe seed-flip --data ../shared/data/fer2013 --resume
+      fer model train --recipe default --data ../shared/data/fer2013 --out /big/disk/default --precision mixed_bfloat16
     """
     from fer_model.model_card import comparison_row
     from fer_model.recipes import get_recipe
+    from fer_model.run_folders import RunStateError, default_run_folder, remove_state, unpack_run
     from fer_model.training import TrainingError, TrainingRun, started_settings
     from fer_model.training import train as run_training
 
@@ -130,6 +144,14 @@ def train(
         chosen = get_recipe(recipe)
     except KeyError as error:
         fail(str(error.args[0]))
+    explicit_out = out
+    out = out or default_run_folder(recipe, seed)
+    if resume:
+        try:
+            if unpack_run(out):
+                console.print(f"Unpacked the run's packed state into {escape(str(out))}")
+        except (RunStateError, OSError) as error:
+            fail(str(error))
     if resume and epochs is None:
         epochs = (started_settings(out) or {}).get("epochs")
     try:
@@ -147,7 +169,7 @@ def train(
         precision=precision,
         train_limit=limit,
         command=_reproduce_command(
-            recipe, data, out, epochs or chosen.epochs, seed, class_weights=class_weights, skip_bad=skip_bad, limit=limit,
+            recipe, data, explicit_out, epochs or chosen.epochs, seed, class_weights=class_weights, skip_bad=skip_bad, limit=limit,
             precision=None if precision == "float32" else precision,
         ),
         comparisons=comparisons,
@@ -169,12 +191,37 @@ def train(
         fail(f"cannot write to {out}: {error.strerror or error}")
     except KeyboardInterrupt:
         fail(f"interrupted; continue with the same command plus --resume (checkpoints in {out})", exit_code=130)
+    remove_state(out)
     val = result.card.metrics.get("val")
     if val:
         console.print(
             f"PublicTest: accuracy {val['accuracy']:.4f}, macro F1 {val['macro_f1']:.4f}, weighted F1 {val['weighted_f1']:.4f}"
         )
     console.print(f"Model: {escape(str(result.model_path))}")
+
+
+@model.command(name="pack-run")
+@click.argument("run_folder", type=click.Path(path_type=Path, file_okay=False))
+def pack_run(run_folder: Path) -> None:
+    """Pack a training run's resumable state into one file in the source tree, to commit.
+
+    The file (fer_model/run_states/<run>.tar.xz) is replaced at each pack. On a machine without the
+    run folder, `fer model train ... --resume` unpacks it and continues; a finished run removes it.
+
+    \b
+    Example:
+      fer model pack-run ~/.local/share/fer-pipeline/runs/seed-flip-1 && git add fer_model/run_states
+    """
+    from fer_model.run_folders import RunStateError
+    from fer_model.run_folders import pack_run as pack
+
+    try:
+        packed = pack(run_folder)
+    except RunStateError as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"cannot pack {run_folder}: {error.strerror or error}")
+    console.print(f"Packed {escape(str(run_folder))} into {escape(str(packed))} ({packed.stat().st_size / 1e6:.1f} MB)")
 
 
 @model.command()

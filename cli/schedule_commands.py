@@ -90,7 +90,7 @@ def beat(loglevel, schedule_file, db_url) -> None:
     from workers.celery_app import app
 
     if schedule_file is None:
-        from db.session import data_home
+        from fer_model.files import data_home
 
         data_home().mkdir(parents=True, exist_ok=True)
         schedule_file = str(data_home() / "celerybeat-schedule")

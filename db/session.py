@@ -18,16 +18,13 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from fer_model.files import data_home
+
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 class DatabaseError(Exception):
     """The database URL is wrong, the database cannot be reached, or its schema is not the one this version needs."""
-
-
-def data_home() -> Path:
-    """Where the local default keeps its files: $XDG_DATA_HOME/fer-pipeline (~/.local/share/fer-pipeline)."""
-    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "fer-pipeline"
 
 
 def default_database_url() -> str:

@@ -12,6 +12,12 @@ from pathlib import Path
 NEW_FILE_MODE = 0o644
 
 
+def data_home() -> Path:
+    """Where the project keeps a user's files (the local database, training runs):
+    $XDG_DATA_HOME/fer-pipeline, by default ~/.local/share/fer-pipeline."""
+    return Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share") / "fer-pipeline"
+
+
 def file_sha256(path: str | os.PathLike) -> str:
     """Hex sha256 of a file's content, read in 1 MiB blocks."""
     digest = hashlib.sha256()

@@ -285,3 +285,39 @@ def test_a_compared_run_without_recorded_hours_shows_a_dash():
     markdown = card_markdown(card)
     assert "| `seed` | 30 | 0.6400 | 0.6300 | - | old |" in markdown
     assert "| `seed-flip` | 40 | 0.6500 | 0.6300 | 1.59 | new |" in markdown
+
+
+@pytest.mark.slow
+def test_runs_live_under_the_runs_folder_and_resume_from_their_packed_state(tiny_data, tmp_path, monkeypatch):
+    import shutil
+
+    from fer_model import run_folders
+
+    monkeypatch.setenv("FER_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(run_folders, "STATES_DIR", tmp_path / "states")
+    runner = CliRunner()
+    first = runner.invoke(fer, ["model", "train", "--data", str(tiny_data), "--epochs", "2"])
+    assert first.exit_code == 0, first.output
+    run = tmp_path / "runs" / "seed-1"
+    assert (run / "model.keras").is_file()
+    card = json.loads((run / "card.json").read_text())
+    assert "--out" not in card["command"] and "--seed 1" in card["command"]
+
+    packed = runner.invoke(fer, ["model", "pack-run", str(run)])
+    assert packed.exit_code == 0, packed.output
+    state = tmp_path / "states" / "seed-1.tar.xz"
+    assert state.is_file() and "Packed" in packed.output
+
+    shutil.rmtree(run)  # a fresh machine: only the packed state is left
+    resumed = runner.invoke(fer, ["model", "train", "--data", str(tiny_data), "--epochs", "2", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "Unpacked the run's packed state" in resumed.output
+    assert _history_epochs(run / "history.csv") == [0, 1]  # nothing trained twice
+    assert (run / "model.keras").is_file()
+    assert not state.exists()  # a finished run forgets its packed state
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused = runner.invoke(fer, ["model", "pack-run", str(empty)])
+    assert refused.exit_code == 1 and "holds no training run" in refused.output
+    assert "Traceback" not in refused.output
