@@ -15,7 +15,7 @@ from cli.output import console, fail, plural
 from cli.params import MODEL
 
 if TYPE_CHECKING:
-    from fer_model.registry import ModelRef
+    from fer_model.registry import ModelRef  # noqa: F401  (click annotations)
 
 DATA_HELP = "FER2013 as image folders (<split>/<class>/<image>) or the original fer2013.csv."
 
@@ -55,6 +55,13 @@ def _reproduce_command(recipe: str, data: Path, out: Path | None, epochs: int, s
         elif value not in (None, False):
             words += [option, str(value)]
     return shlex.join(words)
+
+
+def _model_argument(ref: ModelRef) -> str:
+    """How a command names a model: a committed model by its name, any other by its folder."""
+    from fer_model.registry import MODELS_DIR
+
+    return ref.folder.name if ref.folder.parent == MODELS_DIR.resolve() else str(ref.folder)
 
 
 class _RichTrainingProgress:
@@ -104,6 +111,16 @@ class _RichTrainingProgress:
     help="Compute precision while training; mixed_bfloat16 is about 1.8x faster on CPUs with AVX-512 BF16. "
     "The saved model computes in float32.",
 )
+@click.option(
+    "--teacher",
+    type=MODEL,
+    help="Distil from this model (an ensemble, say): learn its soft labels (soft_labels.npz beside it) as well as "
+    "the true labels.",
+)
+@click.option("--distill-temperature", type=click.FloatRange(min=1), default=4.0, show_default=True,
+              help="With --teacher: the temperature that softens teacher and student probabilities.")
+@click.option("--distill-weight", type=click.FloatRange(0, 1), default=0.7, show_default=True,
+              help="With --teacher: the soft labels' share of the loss (the true labels have the rest).")
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or malformed data and count it, instead of stopping.")
 @click.option("--limit", type=click.IntRange(min=1), help="Train on a random subset of this many images (smoke runs).")
 @click.option(
@@ -122,6 +139,9 @@ def train(
     resume: bool,
     class_weights: bool,
     precision: str,
+    teacher: ModelRef | None,
+    distill_temperature: float,
+    distill_weight: float,
     skip_bad: bool,
     limit: int | None,
     compared_with: tuple[Path, ...],
@@ -167,10 +187,15 @@ def train(
         resume=resume,
         class_weights=class_weights,
         precision=precision,
+        teacher=teacher.folder if teacher else None,
+        distill_temperature=distill_temperature,
+        distill_weight=distill_weight,
         train_limit=limit,
         command=_reproduce_command(
             recipe, data, explicit_out, epochs or chosen.epochs, seed, class_weights=class_weights, skip_bad=skip_bad, limit=limit,
             precision=None if precision == "float32" else precision,
+            **({"teacher": _model_argument(teacher), "distill_temperature": distill_temperature,
+                "distill_weight": distill_weight} if teacher else {}),
         ),
         comparisons=comparisons,
         data_description={"source": str(data), "skipped_bad": dataset.skipped, "train_limit": limit},
@@ -321,6 +346,7 @@ def list_models(output_format: str) -> None:
             {
                 "name": ref.name,
                 "default": ref.folder.name == default,
+                "kind": ref.card.kind if ref.card else "network",
                 "recipe": ref.card.recipe if ref.card else "",
                 "date": ref.card.date if ref.card else "",
                 "val_accuracy": val.get("accuracy"),
@@ -334,12 +360,88 @@ def list_models(output_format: str) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="Models (* = default, used by the pipeline unless --model says otherwise)")
-    for column in ("name", "recipe", "date", "PublicTest acc", "macro F1", "weighted F1", "ECE", "path"):
+    for column in ("name", "kind", "recipe", "date", "PublicTest acc", "macro F1", "weighted F1", "ECE", "path"):
         table.add_column(column)
     for row in rows:
         table.add_row(
-            row["name"] + (" *" if row["default"] else ""), row["recipe"], row["date"],
+            row["name"] + (" *" if row["default"] else ""), row["kind"], row["recipe"], row["date"],
             *(f"{row[k]:.4f}" if row[k] is not None else "-" for k in ("val_accuracy", "val_macro_f1", "val_weighted_f1", "ece")),
             row["path"],
         )
     console.print(table)
+
+
+@model.command(name="soft-labels")
+@click.option("--model", "ref", type=MODEL, required=True, help="Model name, run folder or .keras file.")
+@click.option("--data", type=click.Path(path_type=Path), required=True, help=DATA_HELP)
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable or malformed data and count it, instead of stopping.")
+def soft_labels(ref: ModelRef, data: Path, skip_bad: bool) -> None:
+    """Write a model's probabilities for every Training and PublicTest face beside it (soft_labels.npz).
+
+    Ensembles average them and students learn from them. Training writes them for every new run.
+
+    \b
+    Example:
+      fer model soft-labels --model seed-flip --data ../shared/data/fer2013
+    """
+    import numpy as np
+
+    from fer_model.registry import ModelNotFound, load_model
+    from fer_model.soft_labels import model_soft_labels, write_soft_labels
+
+    dataset = _load_data(data, skip_bad)
+    try:
+        with console.status(f"Predicting {escape(ref.name)} on every face ..."):
+            splits = model_soft_labels(load_model(ref), dataset)
+            path = write_soft_labels(ref.folder, splits)
+    except ModelNotFound as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"cannot write beside {ref.path}: {error.strerror or error}")
+    for name, (split, probabilities) in splits.items():
+        accuracy = float(np.mean(probabilities.argmax(axis=1) == split.labels))
+        console.print(f"{name}: {plural(len(split), 'face')}, accuracy {accuracy:.4f}")
+    console.print(f"Wrote {escape(str(path))}")
+
+
+@model.command()
+@click.option("--member", "members", type=MODEL, multiple=True, required=True,
+              help="A member: model name, run folder or .keras file with soft labels beside it (repeat, at least 2).")
+@click.option("--name", required=True, help="The ensemble's name (its card's and the folder's).")
+@click.option("--data", type=click.Path(path_type=Path), required=True, help=DATA_HELP)
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+              help="Folder for the ensemble  [default: NAME under the runs folder, as for training]")
+@click.option("--skip-bad", is_flag=True, help="Skip unreadable or malformed data and count it, instead of stopping.")
+def ensemble(members: tuple[ModelRef, ...], name: str, data: Path, out: Path | None, skip_bad: bool) -> None:
+    """Average trained members into one served model, with its temperature fitted on PublicTest.
+
+    Prints each member's PublicTest accuracy and the ensemble's accuracy as members are added
+    (forward selection from the members' soft labels), then writes model.keras, model.onnx, the
+    card and the ensemble's soft labels into the folder.
+
+    \b
+    Example:
+      fer model ensemble --name ensemble --member seed --member seed-flip --member seed-wide \\
+          --data ../shared/data/fer2013
+    """
+    from fer_model.ensemble_maker import EnsembleError, make_ensemble
+    from fer_model.registry import ModelNotFound
+    from fer_model.run_folders import runs_home
+
+    out = out or runs_home() / name
+    if (out / "model.keras").exists():
+        fail(f"{out} already holds a model; choose another --out or --name")
+    dataset = _load_data(data, skip_bad)
+    words = ["fer", "model", "ensemble", "--name", name, *[w for ref in members for w in ("--member", _model_argument(ref))]]
+    try:
+        with console.status(f"Making {escape(name)} from {plural(len(members), 'member')} ..."):
+            result = make_ensemble(list(members), dataset, out, name, shlex.join([*words, "--data", str(data)]))
+    except (EnsembleError, ModelNotFound) as error:
+        fail(str(error))
+    except OSError as error:
+        fail(f"cannot write to {out}: {error.strerror or error}")
+    for row in result.card.members:
+        console.print(f"+ {row['name']}: alone {row['accuracy']:.4f}; ensemble of {row['k']}: {row['ensemble_accuracy']:.4f}")
+    val = result.card.metrics["val"]
+    console.print(f"{escape(name)} on PublicTest: accuracy {val['accuracy']:.4f}, macro F1 {val['macro_f1']:.4f}")
+    console.print(f"Model: {escape(str(result.model_path))}")

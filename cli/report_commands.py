@@ -62,8 +62,13 @@ def status(job, wait, timeout, broker, db_url) -> None:
                    "and has every breakdown (--by is ignored).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to this file instead of the terminal (written whole or not at all).")
+@click.option("--compare", nargs=2, metavar="MODEL_A MODEL_B",
+              help="Compare two models over the images both annotated: faces that agree, the confusion between "
+                   "their labels, the faces whose label changed most (NAME, or NAME@VERSION for an older version).")
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True,
+              help="With --compare: how many of the most changed faces to list.")
 @click.option("--db", "db_url", help=DB_HELP)
-def report(job, run, since, whole_archive, by, output_format, output, db_url) -> None:
+def report(job, run, since, whole_archive, by, output_format, output, compare, top, db_url) -> None:
     """Summary of JOB (default: the latest): images, faces, emotions, failed files, and for incremental runs what
     changed. When the latest run changed nothing (a quiet night), the whole archive instead (as --all).
 
@@ -71,8 +76,22 @@ def report(job, run, since, whole_archive, by, output_format, output, db_url) ->
         fer report                      # the latest run
         fer report --all --format json  # every file's latest annotation
         fer report --since 2026-11-01
+        fer report --compare seed-flip ensemble --format html -o compare.html
     """
     from db.reads import archive_summary, breakdown, job_summary, since_summary
+
+    if compare:
+        if job is not None or run is not None or since is not None or whole_archive or by != "emotion":
+            fail("--compare covers every image both models annotated; leave out JOB, --run, --since, --all and --by")
+        from cli.compare_output import print_comparison
+        from db.compare import CompareError, compare_models
+
+        try:
+            comparison = compare_models(existing_engine(db_url), *compare, top=top)
+        except CompareError as error:
+            fail(str(error))
+        print_comparison(comparison, output_format, output)
+        return
 
     if job is not None and run is not None and job != run:
         fail("give the job either as JOB or as --run, not both")

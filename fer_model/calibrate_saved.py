@@ -10,7 +10,7 @@ from fer_model.data import Split
 from fer_model.evaluation import predict_probabilities
 from fer_model.model_card import CARD_JSON, read_card, write_card
 from fer_model.registry import ModelRef, load_model
-from fer_model.training import save_atomically
+from fer_model.onnx_export import save_served_model
 
 
 class CalibrationError(Exception):
@@ -25,7 +25,7 @@ def calibrate_saved_model(ref: ModelRef, validation: Split) -> dict[str, Any]:
         raise CalibrationError("the validation split is empty")
     network = without_temperature(load_model(ref))
     summary = calibration_summary(predict_probabilities(network, validation.images), validation.labels)
-    save_atomically(with_temperature(network, summary["temperature"]), ref.path)
+    save_served_model(with_temperature(network, summary["temperature"]), ref.path)
     card = read_card(ref.folder)
     card.calibration = summary
     write_card(ref.folder, card, Path(ref.path))

@@ -14,11 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 
 from fer_model.data import SPLIT_TITLES, Dataset
 from fer_model.calibration import baked_temperature, expected_calibration_error, reliability_bins, rescale
-from fer_model.evaluation import test_time_probabilities
+from fer_model.ensemble import is_ensemble
+from fer_model.evaluation import predict_probabilities, test_time_probabilities
 from fer_model.figures import confusion_matrix_figure, face_grid_figure, reliability_figure, training_curves_figure
 from fer_model.metrics import compute_metrics, report_text
 from fer_model.registry import ModelRef, load_model
@@ -40,13 +42,20 @@ def evaluate_model(
     split_name, note = dataset.evaluation_split(requested_split)
     split = dataset[split_name]
     model = load_model(ref)
-    test_time = test_time_probabilities(model, split.images)
-    probabilities = test_time.served
+    members = sum(isinstance(layer, keras.Model) for layer in model.layers) if is_ensemble(model) else 0
+    if members:  # each member serves its own test-time choice
+        probabilities = predict_probabilities(model, split.images)
+        alternatives = {}
+    else:
+        test_time = test_time_probabilities(model, split.images)
+        probabilities = test_time.served
+        alternatives = {"flip_tta": test_time.flip_averaged, "single_pass": test_time.one_pass}
     metrics = compute_metrics(split.labels, probabilities, split_name)
     metrics["split_title"] = SPLIT_TITLES[split_name]
     metrics["model"] = {"name": ref.name, "path": str(ref.path)}
     metrics["served_flip_averaged"] = is_flip_averaged(model)
-    for name, alternative in (("flip_tta", test_time.flip_averaged), ("single_pass", test_time.one_pass)):
+    metrics["ensemble_members"] = members
+    for name, alternative in alternatives.items():
         figures = compute_metrics(split.labels, alternative, split_name)
         metrics[name] = {key: figures[key] for key in ("accuracy", "macro_f1", "weighted_f1")}
     temperature = baked_temperature(model)
@@ -155,6 +164,8 @@ def _report_markdown(metrics: dict[str, Any], files: list[str], title: str) -> s
 
 def test_time_summary(metrics: dict[str, Any]) -> str:
     """One sentence on test-time augmentation: what the served model does, and the other choice's figures."""
+    if metrics.get("ensemble_members"):
+        return f"An ensemble of {metrics['ensemble_members']} members, each serving its own test-time choice"
     if metrics["served_flip_averaged"]:
         one = metrics["single_pass"]
         return (

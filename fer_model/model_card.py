@@ -34,6 +34,15 @@ class ModelCard:
     notes: list[str] = field(default_factory=list)
     # Short runs of candidate recipes that chose this one: recipe, epochs, PublicTest accuracy and macro F1, hours.
     comparisons: list[dict[str, Any]] = field(default_factory=list)
+    # An ensemble's members: name, recipe, epochs, hours, PublicTest accuracy alone, and the ensemble's
+    # accuracy with the members up to this one in forward-selection order.
+    members: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def kind(self) -> str:
+        if self.members:
+            return f"ensemble of {len(self.members)}"
+        return "student" if self.training.get("teacher") else "network"
 
 
 def write_card(folder: Path, card: ModelCard, model_path: Path) -> None:
@@ -100,7 +109,16 @@ def card_markdown(card: ModelCard) -> str:
         "",
     ]
     per_class = {split: m["per_class_f1"] for split, m in card.metrics.items() if "per_class_f1" in m}
-    if per_class:
+    if per_class and not all("flip_tta_accuracy" in card.metrics[split] for split in per_class):
+        classes = list(next(iter(per_class.values())))
+        lines += [
+            "| split | " + " | ".join(f"F1 {c}" for c in classes) + " |",
+            "|---|" + "---|" * len(classes),
+            *[f"| {_split_title(split)} | " + " | ".join(f"{f1s[c]:.3f}" for c in classes) + " |"
+              for split, f1s in per_class.items()],
+            "",
+        ]
+    elif per_class:
         classes = list(next(iter(per_class.values())))
         # A card without one-pass figures is for a model that serves one pass: its accuracy is that figure.
         one_pass = {
@@ -120,6 +138,22 @@ def card_markdown(card: ModelCard) -> str:
                 f"{card.metrics[split]['flip_tta_accuracy']:.4f} | "
                 f"{card.metrics[split]['flip_tta_macro_f1']:.4f} | " + " | ".join(f"{f1s[c]:.3f}" for c in classes) + " |"
                 for split, f1s in per_class.items()
+            ],
+            "",
+        ]
+    if card.members:
+        lines += [
+            "## Members",
+            "",
+            "Each member alone as served, and the ensemble's PublicTest accuracy with the members up to that row "
+            "(added in forward-selection order: each row adds the member that helps most).",
+            "",
+            "| member | recipe | epochs | hours | PublicTest accuracy alone | macro F1 alone | ensemble accuracy with k members |",
+            "|---|---|---|---|---|---|---|",
+            *[
+                f"| `{row['name']}` | `{row['recipe']}` | {row.get('epochs', '-')} | {_hours(row.get('hours'))} | "
+                f"{row['accuracy']:.4f} | {row['macro_f1']:.4f} | {row['ensemble_accuracy']:.4f} (k={row['k']}) |"
+                for row in card.members
             ],
             "",
         ]

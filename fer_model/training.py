@@ -7,7 +7,9 @@ Layout of a run folder:
 - ``best.keras``: the epoch with the best validation (PublicTest) accuracy so far (`ModelCheckpoint`);
 - ``history.csv``: one row per finished epoch (`CSVLogger`, appended on resume);
 - ``model.keras`` and ``card.json`` / ``card.md``: the final model (best epoch, calibrated, no optimiser)
-  and its card.
+  and its card; ``model.onnx``: the same served model as one ONNX graph (`fer_model.onnx_export`);
+- ``soft_labels.npz``: the final model's probabilities for every Training and PublicTest face
+  (`fer_model.soft_labels`), for ensembles and distillation.
 
 The oversampled training epoch is re-drawn every epoch from ``(seed, epoch)`` alone, and the
 learning rate is a function of the optimiser's step count, so a resumed run sees the same data and
@@ -33,12 +35,16 @@ import numpy as np
 from fer_model.calibration import calibration_summary, with_temperature
 from fer_model.classes import CLASSES
 from fer_model.data import Dataset, Split
+from fer_model.ensemble import is_ensemble
 from fer_model.evaluation import predict_probabilities, test_time_probabilities
-from fer_model.files import atomic_path, write_atomically
+from fer_model.files import write_atomically
 from fer_model.metrics import compute_metrics
+from fer_model.onnx_export import save_served_model
 from fer_model.model_card import ModelCard, write_card
 from fer_model.faces import as_model_batch
 from fer_model.recipes import Recipe
+from fer_model.distillation import DistillationLoss, accuracy_metric, distillation_targets
+from fer_model.soft_labels import SoftLabelError, model_soft_labels, read_soft_labels, write_soft_labels
 
 SELECTION_NOTE = (
     "The saved weights are those of the epoch with the best PublicTest (val) accuracy, so PublicTest "
@@ -76,6 +82,10 @@ class TrainingRun:
     # the saved model always computes in float32.
     precision: str = "float32"
     train_limit: int | None = None  # train on a random subset of this many images (smoke runs)
+    # Knowledge distillation: a folder whose soft_labels.npz the student learns from, and the loss's settings.
+    teacher: Path | None = None
+    distill_temperature: float = 4.0
+    distill_weight: float = 0.7
     command: str = ""
     data_description: dict[str, Any] = field(default_factory=dict)
     comparisons: list[dict[str, Any]] = field(default_factory=list)
@@ -86,6 +96,10 @@ class TrainingRun:
             settings["train_limit"] = self.train_limit
         if self.precision != "float32":
             settings["precision"] = self.precision
+        if self.teacher is not None:
+            settings["teacher"] = self.teacher.name
+            settings["distill_temperature"] = self.distill_temperature
+            settings["distill_weight"] = self.distill_weight
         return settings
 
 
@@ -124,9 +138,10 @@ def balanced_class_weights(labels: np.ndarray) -> dict[int, float]:
 class OversampledFaces(keras.utils.PyDataset):
     """The training split, oversampled and shuffled afresh for each epoch from ``(seed, epoch)``."""
 
-    def __init__(self, split: Split, oversample_to: float, batch_size: int, seed: int):
+    def __init__(self, split: Split, oversample_to: float, batch_size: int, seed: int, teacher: np.ndarray | None = None):
+        """``teacher``: (N, 7) soft labels for the split's faces; the targets are then distillation targets."""
         super().__init__()
-        self.images, self.labels = split.images, split.labels
+        self.images, self.labels, self.teacher = split.images, split.labels, teacher
         self.oversample_to, self.batch_size, self.seed = oversample_to, batch_size, seed
         self.epoch = 0
         self._order: tuple[int, np.ndarray] | None = None
@@ -143,7 +158,13 @@ class OversampledFaces(keras.utils.PyDataset):
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         batch = self._indices()[index * self.batch_size : (index + 1) * self.batch_size]
-        return as_model_batch(self.images[batch]), keras.utils.to_categorical(self.labels[batch], len(CLASSES))
+        return as_model_batch(self.images[batch]), _targets(self.labels[batch], self.teacher, batch)
+
+
+def _targets(labels: np.ndarray, teacher: np.ndarray | None, rows: np.ndarray | slice = slice(None)) -> np.ndarray:
+    if teacher is None:
+        return keras.utils.to_categorical(labels, len(CLASSES))
+    return distillation_targets(labels, teacher[rows])
 
 
 class _FollowEpoch(keras.callbacks.Callback):
@@ -213,15 +234,19 @@ def train(
     epochs_done = _prepare_folder(run)
 
     recipe = run.recipe
+    teacher = _teacher_soft_labels(run.teacher, train_split, val_split)
     keras.utils.set_random_seed(run.seed)
     keras.mixed_precision.set_dtype_policy(run.precision)
-    data = OversampledFaces(train_split, recipe.oversample_to, recipe.batch_size, run.seed)
+    data = OversampledFaces(train_split, recipe.oversample_to, recipe.batch_size, run.seed, teacher.get("train"))
     model = recipe.build(run.seed)
-    model.compile(
-        optimizer=recipe.make_optimizer(len(data), run.epochs), loss=recipe.make_loss(), metrics=["accuracy"]
-    )
+    if teacher:
+        loss = DistillationLoss(run.distill_temperature, run.distill_weight, recipe.label_smoothing)
+        metrics: list = [accuracy_metric()]
+    else:
+        loss, metrics = recipe.make_loss(), ["accuracy"]
+    model.compile(optimizer=recipe.make_optimizer(len(data), run.epochs), loss=loss, metrics=metrics)
     validation = (
-        (as_model_batch(val_split.images), keras.utils.to_categorical(val_split.labels, len(CLASSES)))
+        (as_model_batch(val_split.images), _targets(val_split.labels, teacher.get("val")))
         if val_split is not None
         else None
     )
@@ -251,6 +276,20 @@ def train(
     best_epoch = _best_epoch(out / HISTORY_FILE, monitor)
     keras.mixed_precision.set_dtype_policy("float32")
     return _finish(run, dataset, best_epoch, val_split, train_split)
+
+
+def _teacher_soft_labels(teacher: Path | None, train_split: Split, val_split: Split | None) -> dict[str, np.ndarray]:
+    """The teacher's probabilities for the training (and validation) faces; empty without a teacher."""
+    if teacher is None:
+        return {}
+    try:
+        labels = read_soft_labels(teacher)
+        soft = {"train": labels.for_split("train", train_split)}
+        if val_split is not None:
+            soft["val"] = labels.for_split("val", val_split)
+    except SoftLabelError as error:
+        raise TrainingError(f"teacher {teacher}: {error}") from error
+    return soft
 
 
 def _prepare_folder(run: TrainingRun) -> int:
@@ -322,7 +361,7 @@ def _best_epoch(path: Path, monitor: str) -> int:
 
 def _finish(run: TrainingRun, dataset: Dataset, best_epoch: int, val_split: Split | None, train_split: Split) -> TrainingResult:
     """Save the best epoch's weights into a fresh (optimiser-free) calibrated model and write its card."""
-    trained = keras.saving.load_model(run.out / BEST_FILE)
+    trained = keras.saving.load_model(run.out / BEST_FILE, compile=False)
     model = run.recipe.build(run.seed)
     model.set_weights(trained.get_weights())
     model = run.recipe.for_serving(model)
@@ -331,9 +370,10 @@ def _finish(run: TrainingRun, dataset: Dataset, best_epoch: int, val_split: Spli
         calibration = calibration_summary(predict_probabilities(model, val_split.images), val_split.labels)
         model = with_temperature(model, calibration["temperature"])
     model_path = run.out / "model.keras"
-    save_atomically(model, model_path)
+    save_served_model(model, model_path)
 
     metrics = card_metrics(model, dataset)
+    write_soft_labels(run.out, model_soft_labels(model, dataset))
 
     recipe = run.recipe
     card = ModelCard(
@@ -357,6 +397,8 @@ def _finish(run: TrainingRun, dataset: Dataset, best_epoch: int, val_split: Spli
             "label_smoothing": recipe.label_smoothing,
             "served_flip_averaged": recipe.flip_averaging,
             "precision": run.precision,
+            **({"teacher": run.teacher.name, "distill_temperature": run.distill_temperature,
+                "distill_weight": run.distill_weight} if run.teacher is not None else {}),
             "hours": round(sum(row["seconds"] for row in read_history(run.out / HISTORY_FILE)) / 3600, 2),
             "machine": machine_description(),
             "backend": keras.backend.backend(),
@@ -372,23 +414,30 @@ def _finish(run: TrainingRun, dataset: Dataset, best_epoch: int, val_split: Spli
 
 
 def card_metrics(model: keras.Model, dataset: Dataset) -> dict[str, Any]:
-    """Per split: accuracy, F1 (macro, weighted, per class), balanced accuracy as served; accuracy and
-    macro F1 of one pass of the network and of flip averaging (one of which is what is served)."""
+    """Per split: accuracy, F1 (macro, weighted, per class), balanced accuracy as served; for a single
+    network, accuracy and macro F1 of one pass and of flip averaging (one of which is what is served)."""
     metrics: dict[str, Any] = {}
     for split_name in ("val", "test"):
         if dataset.has(split_name) and len(dataset[split_name]):
             split = dataset[split_name]
-            probabilities = test_time_probabilities(model, split.images)
-            full = compute_metrics(split.labels, probabilities.served, split_name)
-            one_pass = compute_metrics(split.labels, probabilities.one_pass, split_name)
-            flipped = compute_metrics(split.labels, probabilities.flip_averaged, split_name)
+            if is_ensemble(model):  # each member already serves its own test-time choice
+                full = compute_metrics(split.labels, predict_probabilities(model, split.images), split_name)
+                test_time = {}
+            else:
+                probabilities = test_time_probabilities(model, split.images)
+                full = compute_metrics(split.labels, probabilities.served, split_name)
+                one_pass = compute_metrics(split.labels, probabilities.one_pass, split_name)
+                flipped = compute_metrics(split.labels, probabilities.flip_averaged, split_name)
+                test_time = {
+                    "single_pass_accuracy": one_pass["accuracy"],
+                    "single_pass_macro_f1": one_pass["macro_f1"],
+                    "flip_tta_accuracy": flipped["accuracy"],
+                    "flip_tta_macro_f1": flipped["macro_f1"],
+                }
             metrics[split_name] = {
                 **{k: full[k] for k in ("n", "accuracy", "macro_f1", "weighted_f1", "balanced_accuracy")},
                 "per_class_f1": {name: round(m["f1"], 4) for name, m in full["per_class"].items()},
-                "single_pass_accuracy": one_pass["accuracy"],
-                "single_pass_macro_f1": one_pass["macro_f1"],
-                "flip_tta_accuracy": flipped["accuracy"],
-                "flip_tta_macro_f1": flipped["macro_f1"],
+                **test_time,
             }
     return metrics
 
@@ -405,11 +454,6 @@ def machine_description() -> str:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return f"{model}, {cores} core{'' if cores == 1 else 's'}"
-
-
-def save_atomically(model: keras.Model, path: Path) -> None:
-    with atomic_path(path) as temporary:
-        model.save(temporary)
 
 
 def read_history(path: Path) -> list[dict[str, float]]:

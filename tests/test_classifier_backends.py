@@ -153,7 +153,7 @@ def test_annotate_with_a_damaged_model_fails_in_one_line(tmp_path, photos_dir):
     result = CliRunner().invoke(fer, ["annotate", str(folder), "--model", str(damaged), "--processes", "1",
                                       "--db", f"sqlite:///{tmp_path / 'fer.db'}"])
     assert result.exit_code == 1
-    assert "damaged.keras: not a loadable Keras model (BadZipFile" in result.output
+    assert "damaged.keras: not a loadable Keras model (" in result.output
     assert "Traceback" not in result.output
 
 
