@@ -266,7 +266,7 @@ def evaluate(ref: ModelRef, data: Path, split: str, out: Path, skip_bad: bool) -
     from rich.table import Table
 
     from fer_model.data import DataError
-    from fer_model.evaluation_report import evaluate_model, test_time_summary
+    from fer_model.evaluation_report import evaluate_model, flip_summary
     from fer_model.registry import ModelNotFound
 
     dataset = _load_data(data, skip_bad)
@@ -292,7 +292,7 @@ def evaluate(ref: ModelRef, data: Path, split: str, out: Path, skip_bad: bool) -
     table.add_row("balanced accuracy", "", "", f"{metrics['balanced_accuracy']:.4f}", "")
     console.print(table)
     calibration = metrics["calibration"]
-    console.print(test_time_summary(metrics))
+    console.print(flip_summary(metrics))
     console.print(
         f"Calibration: temperature {calibration['temperature']:.3f}, expected calibration error "
         f"{calibration['ece_uncalibrated']:.4f} uncalibrated, {calibration['ece']:.4f} as served"

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 
 from fer_model.faces import as_model_batch
-from fer_model.test_time import is_flip_averaged, single_pass
+from fer_model.flip_averaging import is_flip_averaged, single_pass
 
 PREDICT_BATCH = 256
 
@@ -26,7 +26,7 @@ def flip_averaged_probabilities(model: keras.Model, faces: np.ndarray, batch_siz
     return (predict_probabilities(model, faces, batch_size) + predict_probabilities(model, mirrored, batch_size)) / 2
 
 
-class TestTimeProbabilities(NamedTuple):
+class FlipChoices(NamedTuple):
     """A model's probabilities as served, for one pass of its network and with flip averaging."""
 
     served: np.ndarray
@@ -34,11 +34,11 @@ class TestTimeProbabilities(NamedTuple):
     flip_averaged: np.ndarray
 
 
-def test_time_probabilities(model: keras.Model, faces: np.ndarray, batch_size: int = PREDICT_BATCH) -> TestTimeProbabilities:
+def flip_choices(model: keras.Model, faces: np.ndarray, batch_size: int = PREDICT_BATCH) -> FlipChoices:
     """The served probabilities and the other test-time choice's, with no network pass run twice:
     a flip-averaged model's served output is its flip average; a plain model's is its one pass."""
     served = predict_probabilities(model, faces, batch_size)
     if is_flip_averaged(model):
-        return TestTimeProbabilities(served, predict_probabilities(single_pass(model), faces, batch_size), served)
+        return FlipChoices(served, predict_probabilities(single_pass(model), faces, batch_size), served)
     mirrored = predict_probabilities(model, faces[:, :, ::-1, ...], batch_size)
-    return TestTimeProbabilities(served, served, (served + mirrored) / 2)
+    return FlipChoices(served, served, (served + mirrored) / 2)

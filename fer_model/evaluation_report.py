@@ -20,11 +20,11 @@ import numpy as np
 from fer_model.data import SPLIT_TITLES, Dataset
 from fer_model.calibration import baked_temperature, expected_calibration_error, reliability_bins, rescale
 from fer_model.ensemble import is_ensemble
-from fer_model.evaluation import predict_probabilities, test_time_probabilities
+from fer_model.evaluation import predict_probabilities, flip_choices
 from fer_model.figures import confusion_matrix_figure, face_grid_figure, reliability_figure, training_curves_figure
 from fer_model.metrics import compute_metrics, report_text
 from fer_model.registry import ModelRef, load_model
-from fer_model.test_time import is_flip_averaged
+from fer_model.flip_averaging import is_flip_averaged
 
 GRID_SIZE = 32
 
@@ -47,9 +47,9 @@ def evaluate_model(
         probabilities = predict_probabilities(model, split.images)
         alternatives = {}
     else:
-        test_time = test_time_probabilities(model, split.images)
-        probabilities = test_time.served
-        alternatives = {"flip_tta": test_time.flip_averaged, "single_pass": test_time.one_pass}
+        choices = flip_choices(model, split.images)
+        probabilities = choices.served
+        alternatives = {"flip_tta": choices.flip_averaged, "single_pass": choices.one_pass}
     metrics = compute_metrics(split.labels, probabilities, split_name)
     metrics["split_title"] = SPLIT_TITLES[split_name]
     metrics["model"] = {"name": ref.name, "path": str(ref.path)}
@@ -123,7 +123,7 @@ def _report_markdown(metrics: dict[str, Any], files: list[str], title: str) -> s
         f"| {metrics['n']} | {metrics['accuracy']:.4f} | {metrics['macro_f1']:.4f} | "
         f"{metrics['weighted_f1']:.4f} | {metrics['balanced_accuracy']:.4f} |",
         "",
-        test_time_summary(metrics) + ".",
+        flip_summary(metrics) + ".",
         "",
         "## Calibration",
         "",
@@ -162,7 +162,7 @@ def _report_markdown(metrics: dict[str, Any], files: list[str], title: str) -> s
     return "\n".join(lines)
 
 
-def test_time_summary(metrics: dict[str, Any]) -> str:
+def flip_summary(metrics: dict[str, Any]) -> str:
     """One sentence on test-time augmentation: what the served model does, and the other choice's figures."""
     if metrics.get("ensemble_members"):
         return f"An ensemble of {metrics['ensemble_members']} members, each serving its own test-time choice"

@@ -18,7 +18,7 @@ import numpy as np
 
 from fer_model.calibration import TemperatureScaling, baked_temperature, with_temperature, without_temperature
 from fer_model.layer_roles import IDENTITY_AT_INFERENCE
-from fer_model.test_time import is_flip_averaged, single_pass, with_flip_averaging
+from fer_model.flip_averaging import is_flip_averaged, single_pass, with_flip_averaging
 
 logger = logging.getLogger(__name__)
 

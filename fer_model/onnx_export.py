@@ -30,8 +30,8 @@ from fer_model.files import atomic_path, file_sha256
 from fer_model.layer_roles import IDENTITY_AT_INFERENCE
 from fer_model.preprocessing import FaceMinMaxScaling
 from fer_model.served_graph import INPUT, OUTPUT, SOURCE_SHA256, UnsupportedModel, onnx_path_for
-from fer_model.test_time import AVERAGE_LAYER as FLIP_AVERAGE
-from fer_model.test_time import NETWORK_LAYER
+from fer_model.flip_averaging import AVERAGE_LAYER as FLIP_AVERAGE
+from fer_model.flip_averaging import NETWORK_LAYER
 
 if TYPE_CHECKING:
     from onnx import ModelProto

@@ -18,7 +18,7 @@ import keras
 
 from fer_model.classes import CLASSES, FACE_SIZE
 from fer_model.preprocessing import preprocessing_layers
-from fer_model.test_time import with_flip_averaging
+from fer_model.flip_averaging import with_flip_averaging
 
 # (filters, convolutions, dropout) for each block of 3x3 convolutions.
 Blocks = tuple[tuple[int, int, float], ...]

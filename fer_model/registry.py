@@ -68,7 +68,7 @@ def load_model(ref: ModelRef):
 
     import fer_model.calibration  # noqa: F401  registers TemperatureScaling for deserialisation
     import fer_model.preprocessing  # noqa: F401  registers FaceMinMaxScaling for deserialisation
-    import fer_model.test_time  # noqa: F401  registers MirrorFaces for deserialisation
+    import fer_model.flip_averaging  # noqa: F401  registers MirrorFaces for deserialisation
 
     try:
         return keras.saving.load_model(ref.path, compile=False)

@@ -36,7 +36,7 @@ from fer_model.calibration import calibration_summary, with_temperature
 from fer_model.classes import CLASSES
 from fer_model.data import Dataset, Split
 from fer_model.ensemble import is_ensemble
-from fer_model.evaluation import predict_probabilities, test_time_probabilities
+from fer_model.evaluation import predict_probabilities, flip_choices
 from fer_model.files import write_atomically
 from fer_model.metrics import compute_metrics
 from fer_model.onnx_export import save_served_model
@@ -422,13 +422,13 @@ def card_metrics(model: keras.Model, dataset: Dataset) -> dict[str, Any]:
             split = dataset[split_name]
             if is_ensemble(model):  # each member already serves its own test-time choice
                 full = compute_metrics(split.labels, predict_probabilities(model, split.images), split_name)
-                test_time = {}
+                flip_figures = {}
             else:
-                probabilities = test_time_probabilities(model, split.images)
+                probabilities = flip_choices(model, split.images)
                 full = compute_metrics(split.labels, probabilities.served, split_name)
                 one_pass = compute_metrics(split.labels, probabilities.one_pass, split_name)
                 flipped = compute_metrics(split.labels, probabilities.flip_averaged, split_name)
-                test_time = {
+                flip_figures = {
                     "single_pass_accuracy": one_pass["accuracy"],
                     "single_pass_macro_f1": one_pass["macro_f1"],
                     "flip_tta_accuracy": flipped["accuracy"],
@@ -437,7 +437,7 @@ def card_metrics(model: keras.Model, dataset: Dataset) -> dict[str, Any]:
             metrics[split_name] = {
                 **{k: full[k] for k in ("n", "accuracy", "macro_f1", "weighted_f1", "balanced_accuracy")},
                 "per_class_f1": {name: round(m["f1"], 4) for name, m in full["per_class"].items()},
-                **test_time,
+                **flip_figures,
             }
     return metrics
 

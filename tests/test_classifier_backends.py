@@ -57,7 +57,7 @@ def test_a_flip_averaged_model_serves_the_mean_over_mirror_images_on_both_backen
     from fer_model.calibration import rescale, with_temperature
     from fer_model.evaluation import predict_probabilities
     from fer_model.recipes import get_recipe
-    from fer_model.test_time import is_flip_averaged, single_pass, with_flip_averaging
+    from fer_model.flip_averaging import is_flip_averaged, single_pass, with_flip_averaging
 
     network = get_recipe("seed-flip").build(3)
     rng = np.random.default_rng(5)

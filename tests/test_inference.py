@@ -10,7 +10,7 @@ from fer_model.calibration import baked_temperature, with_temperature
 from fer_model.inference import folded_for_inference
 from fer_model.recipes import get_recipe
 from fer_model.registry import load_model, resolve_model
-from fer_model.test_time import is_flip_averaged, single_pass, with_flip_averaging
+from fer_model.flip_averaging import is_flip_averaged, single_pass, with_flip_averaging
 from workers.classifier import EmotionClassifier
 
 

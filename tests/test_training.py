@@ -243,7 +243,7 @@ def test_card_has_per_class_and_flip_averaged_metrics_machine_and_comparisons(ti
 @pytest.mark.slow
 def test_a_flip_averaging_recipe_serves_and_reports_the_mean_over_mirror_images(tiny_data, tmp_path):
     from fer_model.registry import load_model, resolve_model
-    from fer_model.test_time import is_flip_averaged
+    from fer_model.flip_averaging import is_flip_averaged
 
     out = tmp_path / "run"
     runner = CliRunner()
@@ -321,3 +321,25 @@ def test_runs_live_under_the_runs_folder_and_resume_from_their_packed_state(tiny
     refused = runner.invoke(fer, ["model", "pack-run", str(empty)])
     assert refused.exit_code == 1 and "holds no training run" in refused.output
     assert "Traceback" not in refused.output
+
+
+@pytest.mark.slow
+def test_a_bfloat16_run_saves_a_float32_model_and_resumes_only_in_bfloat16(tiny_data, tmp_path):
+    import keras
+
+    from fer_model.registry import load_model, resolve_model
+
+    out = tmp_path / "bf16"
+    runner = CliRunner()
+    result = runner.invoke(fer, ["model", "train", "--data", str(tiny_data), "--out", str(out), "--epochs", "1",
+                                 "--precision", "mixed_bfloat16"])
+    assert result.exit_code == 0, result.output
+    assert keras.mixed_precision.dtype_policy().name == "float32"  # the process's policy is restored
+    model = load_model(resolve_model(out))
+    policies = {layer.dtype_policy.name for layer in model._flatten_layers(include_self=False, recursive=True)}
+    assert policies == {"float32"}
+    card = json.loads((out / "card.json").read_text())
+    assert card["training"]["precision"] == "mixed_bfloat16" and "--precision mixed_bfloat16" in card["command"]
+    assert json.loads((out / "run.json").read_text())["precision"] == "mixed_bfloat16"
+    other = runner.invoke(fer, ["model", "train", "--data", str(tiny_data), "--out", str(out), "--epochs", "1", "--resume"])
+    assert other.exit_code == 1 and "precision 'mixed_bfloat16', not None" in other.output
