@@ -20,21 +20,24 @@ FAILED_SHOWN = 10
 
 
 def exit_for(summary: dict[str, Any]) -> None:
-    """Exit 23 when some images failed (the report above lists them); return when every image was annotated."""
-    if summary["images"]["failed"]:
+    """Exit 23 when some images failed or some folders could not be listed (the report above lists them);
+    return when every image was annotated."""
+    if summary["images"]["failed"] or summary.get("unlisted_folders"):
         raise click.exceptions.Exit(EXIT_PARTIAL)
 
 
 def status_line(summary: dict[str, Any]) -> Text:
     images = summary["images"]
-    line = (f"job {summary['job']}: {summary['status']}; {images['done'] + images['failed']}/"
-            f"{plural(images['total'], 'image')} ({images['done']} done, {images['failed']} failed, "
-            f"{images['pending']} pending), {plural(summary['faces'], 'face')}")
+    line = (f"job {summary['job']}: {summary['status']}; {images['done'] + images['failed']:,}/"
+            f"{plural(images['total'], 'image')} ({images['done']:,} done, {images['failed']:,} failed, "
+            f"{images['pending']:,} pending), {plural(summary['faces'], 'face')}")
     if summary.get("error"):
         line += f"; {summary['error']}"
     changes = summary.get("changes") or {}
     if images["total"] == 0 and (changes.get("unchanged") or changes.get("missing")):
-        line += f" ({changes.get('unchanged', 0)} unchanged, {changes.get('missing', 0)} missing)"
+        line += f" ({changes.get('unchanged', 0):,} unchanged, {changes.get('missing', 0):,} missing)"
+    if summary.get("unlisted_folders"):
+        line += f"; {plural(len(summary['unlisted_folders']), 'folder')} could not be listed"
     return Text(line)
 
 
@@ -88,8 +91,8 @@ def _report_caption(summary: dict[str, Any]) -> str:
     if summary.get("archive"):
         return _archive_caption(summary)
     images = summary["images"]
-    lines = [f"{plural(images['total'], 'image')} annotated: {images['done']} done, {images['failed']} failed, "
-             f"{images['pending']} pending; {plural(summary['faces'], 'face')}"]
+    lines = [f"{plural(images['total'], 'image')} annotated: {images['done']:,} done, {images['failed']:,} failed, "
+             f"{images['pending']:,} pending; {plural(summary['faces'], 'face')}"]
     if "since" in summary:
         lines[0] = f"Since {summary['since']} ({plural(len(summary['jobs']), 'run')}): " + lines[0]
         lines += [f"model {m['name']} {m['version']}: {plural(m['faces'], 'face')}" for m in summary["models"]]
@@ -101,15 +104,34 @@ def _report_caption(summary: dict[str, Any]) -> str:
         lines.append(f"Job {summary['status']}: {summary['error']}")
     changes = summary.get("changes")
     # A first run (everything new) has nothing to compare with.
-    if changes and any(changes[key] for key in ("changed", "copied", "unchanged", "missing")):
-        lines.append(
-            f"Changes: {changes['new']} new, {changes['changed']} changed, {changes['copied']} copies of files "
-            f"annotated before (results reused), {changes['unchanged']} unchanged (skipped), "
-            f"{changes['missing']} missing since the last run"
-        )
+    if changes and any(changes.get(key) for key in ("changed", "retried", "copied", "unchanged", "missing")):
+        lines.append(changes_line(changes))
     lines += _failed_lines(summary)
+    lines += _unlisted_lines(summary)
     lines += _skipped_lines(summary)
     return "\n".join(line.rstrip() for line in lines)
+
+
+def changes_line(changes: dict[str, int]) -> str:
+    retried = f"{changes['retried']:,} failed before and retried, " if changes.get("retried") else ""
+    failed_before = changes.get("unchanged_failed", 0)
+    unchanged = (f"{changes['unchanged']:,} unchanged (skipped"
+                 + (f"; {failed_before:,} of them failed before: `fer report --all` lists them, --retry-failed "
+                    "tries them again" if failed_before else "") + ")")
+    copies = "copy of a file" if changes["copied"] == 1 else "copies of files"
+    return (f"Changes: {changes['new']:,} new, {changes['changed']:,} changed, {retried}{changes['copied']:,} {copies} "
+            f"annotated before (results reused), {unchanged}, {changes['missing']:,} missing since the last run")
+
+
+def _unlisted_lines(summary: dict[str, Any]) -> list[str]:
+    unlisted = summary.get("unlisted_folders") or []
+    if not unlisted:
+        return []
+    lines = [f"Not annotated: {plural(len(unlisted), 'folder')} could not be listed:"]
+    lines += [f"  {item['path']}: {item['error']}" for item in unlisted[:FAILED_SHOWN]]
+    if len(unlisted) > FAILED_SHOWN:
+        lines.append(f"  ... and {len(unlisted) - FAILED_SHOWN:,} more (--format json lists them all)")
+    return lines
 
 
 def _failed_lines(summary: dict[str, Any]) -> list[str]:
@@ -129,7 +151,8 @@ def _skipped_lines(summary: dict[str, Any]) -> list[str]:
     count = max(summary.get("files_skipped") or 0, len(listed))
     if not count:
         return []
-    lines = [f"Skipped {plural(count, 'entry', 'entries')} that are not image files:"]
+    lines = [f"Skipped {plural(count, 'entry', 'entries')} that "
+             + ("is not an image file:" if count == 1 else "are not image files:")]
     lines += [f"  {item['path']}: {item['reason']}" for item in listed[:FAILED_SHOWN]]
     if len(listed) > FAILED_SHOWN:
         lines.append(f"  ... and {len(listed) - FAILED_SHOWN} more (--format json lists them all)")

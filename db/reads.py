@@ -115,7 +115,7 @@ def job_summary(engine: Engine, job_id: int) -> dict[str, Any] | None:
                 Model.id.in_(select(Image.model_id).where(Image.job_id == job_id).distinct())
             )
         ).all()
-        changes = _changes(connection, [job_id], job.images_unchanged, job.images_missing)
+        changes = _changes(connection, [job_id], job.images_unchanged, job.images_missing, job.images_unchanged_failed)
         failed = [{"path": row.path, "error": row.error or ""} for row in connection.execute(
             select(Image.path, Image.error).where(Image.job_id == job_id, Image.status == "failed").order_by(Image.path)
         )]
@@ -140,11 +140,14 @@ def job_summary(engine: Engine, job_id: int) -> dict[str, Any] | None:
         "error": job.error,
         "files_skipped": int(job.files_skipped or 0),
         "failed_files": failed,
+        "unlisted_folders": [{"path": path, "error": reason} for path, reason in job.unlisted_folders or []],
     }
 
 
-def _changes(connection: Connection, job_ids: Sequence[int], unchanged: int, missing: int) -> dict[str, int]:
-    """What incremental runs found: new, changed and copied files annotated, unchanged skipped, missing marked."""
+def _changes(connection: Connection, job_ids: Sequence[int], unchanged: int, missing: int,
+             unchanged_failed: int = 0) -> dict[str, int]:
+    """What incremental runs found: new, changed, retried and copied files annotated, unchanged skipped (some
+    of them failed before), missing marked."""
     kinds = dict(connection.execute(
         select(Image.change, func.count()).where(Image.job_id.in_(list(job_ids))).group_by(Image.change)
     ).all())
@@ -154,8 +157,10 @@ def _changes(connection: Connection, job_ids: Sequence[int], unchanged: int, mis
     return {
         "new": int(kinds.get("new", 0)),
         "changed": int(kinds.get("changed", 0)),
+        "retried": int(kinds.get("retried", 0)),
         "copied": int(copied),
         "unchanged": int(unchanged),
+        "unchanged_failed": int(unchanged_failed),
         "missing": int(missing),
     }
 

@@ -23,11 +23,12 @@ class PipelineError(Exception):
 
 
 class NotStarted(PipelineError):
-    """Another run over the same folders is still going: job ``job_id``."""
+    """Another run over overlapping folders is still going: job ``job_id`` over ``roots``."""
 
-    def __init__(self, message: str, job_id: int):
+    def __init__(self, message: str, job_id: int, roots: Sequence[str] = ()):
         super().__init__(message)
         self.job_id = job_id
+        self.roots = list(roots)
 
 
 class Interrupted(PipelineError):
@@ -54,12 +55,14 @@ class FollowProgress(Protocol):
 
 @dataclass
 class Found:
-    """The image files under the folders given, and the entries skipped as not image files (path, reason)."""
+    """The image files under the folders given, the entries skipped as not image files (path, reason), and the
+    folders that could not be listed (path, reason)."""
 
     paths: tuple[str, ...]
     files: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     ext: str = ",".join(JobOptions.extensions)
+    unlisted: list[tuple[str, str]] = field(default_factory=list)
 
 
 def find_files(paths: Sequence[str], recursive: bool, ext: str, follow_symlinks: bool = False) -> Found:
@@ -68,12 +71,13 @@ def find_files(paths: Sequence[str], recursive: bool, ext: str, follow_symlinks:
     from workers.discovery import DiscoveryError, find_images, parse_extensions
 
     skipped: list[tuple[str, str]] = []
+    unlisted: list[tuple[str, str]] = []
     try:
         files = list(find_images(paths, recursive=recursive, extensions=parse_extensions(ext),
-                                 follow_symlinks=follow_symlinks, skipped=skipped))
+                                 follow_symlinks=follow_symlinks, skipped=skipped, unlisted=unlisted))
     except DiscoveryError as error:
         raise PipelineError(str(error)) from error
-    return Found(tuple(paths), files, skipped, ext)
+    return Found(tuple(paths), files, skipped, ext, unlisted)
 
 
 def check_model(model: str) -> None:
@@ -113,22 +117,23 @@ def start_job(engine: Engine, found: Found, options: dict[str, Any], schedule_id
     """Record the job (a full pass, or an incremental run of what changed), by a schedule when ``schedule_id``
     is given; returns the PreparedJob."""
     from db.incremental import STALE_RUN_HOURS
-    from db.writes import set_files_skipped
-    from workers.submission import NoImages, RunStillGoing, prepare_job
+    from db.overlap import RunStillGoing
+    from workers.submission import Listing, NoImages, prepare_job
 
+    listing = Listing(len(found.skipped), found.unlisted)
     try:
-        job = prepare_job(engine, [os.path.abspath(p) for p in found.paths], found.files, options, schedule_id=schedule_id)
+        job = prepare_job(engine, [os.path.abspath(p) for p in found.paths], found.files, options,
+                          schedule_id=schedule_id, listing=listing)
     except NoImages:
-        raise PipelineError(f"no images found in {', '.join(found.paths)} (extensions: {found.ext})") from None
+        unlisted = "".join(f"; {path}: {reason}" for path, reason in found.unlisted)
+        raise PipelineError(f"no images found in {', '.join(found.paths)} (extensions: {found.ext}){unlisted}") from None
     except RunStillGoing as error:
         raise NotStarted(
-            f"not started: job {error.job_id} over the same folders is still running (it counts as running until "
-            f"{STALE_RUN_HOURS:g} h without progress). If its process died, end it with "
-            f"`fer cancel {error.job_id}` or finish it with `fer retry {error.job_id} --local`.",
-            error.job_id,
+            f"not started: job {error.job_id} over {', '.join(error.roots)} is still running, and this run's folders "
+            f"overlap it (a job counts as running until {STALE_RUN_HOURS:g} h without progress). If its process died, "
+            f"end it with `fer cancel {error.job_id}` or finish it with `fer retry {error.job_id} --local`.",
+            error.job_id, error.roots,
         ) from None
-    if found.skipped:
-        set_files_skipped(engine, job.job_id, len(found.skipped))
     return job
 
 
