@@ -6,7 +6,7 @@ import os
 
 import click
 
-from cli.db_commands import DB_HELP
+from cli.db_commands import DB_HELP, existing_engine
 from cli.db_commands import upgraded_engine as _engine
 from cli.output import console, fail, print_rows
 from cli.params import MIN_FACE, MIN_FACE_HELP
@@ -59,7 +59,7 @@ def list_(output_format, db_url) -> None:
 
     rows = [
         (s.id, s.root, s.at, s.timezone, s.options.get("model"), s.last_run_on, s.last_job_id)
-        for s in list_schedules(_engine(db_url))
+        for s in list_schedules(existing_engine(db_url))
     ]
     print_rows(["id", "root", "at", "timezone", "model", "last_run_on", "last_job"], rows, output_format)
 
@@ -71,7 +71,7 @@ def remove(schedule_id, db_url) -> None:
     """Delete schedule SCHEDULE_ID (its jobs and results stay)."""
     from db.schedules import remove_schedule
 
-    if not remove_schedule(_engine(db_url), schedule_id):
+    if not remove_schedule(existing_engine(db_url), schedule_id):
         fail(f"no schedule {schedule_id}")
     console.print(f"Removed schedule {schedule_id}")
 
