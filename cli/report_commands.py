@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 from rich.markup import escape
+from rich.text import Text
 
 from cli.db_commands import DB_HELP, existing_engine
 from cli.output import EXIT_NOT_STARTED, console, fail, plural
@@ -25,21 +26,28 @@ from cli.run_commands import BROKER_HELP
 def status(job, wait, timeout, broker, db_url) -> None:
     """Progress of JOB (default: the latest); after a run that changed nothing, also the whole archive."""
     from db.reads import archive_summary, job_summary
+    from workers.pipeline import refused_reason
 
     engine = existing_engine(db_url)
     job_id = resolve_job(engine, job)
     summary = job_summary(engine, job_id)
     if summary is None:
         fail(f"no job {job_id}")
+    if broker:
+        os.environ["FER_BROKER_URL"] = broker
     if wait:
-        if broker:
-            os.environ["FER_BROKER_URL"] = broker
         ended = wait_for(engine, job_id, timeout=timeout)
         summary = job_summary(engine, job_id)
         if not ended:
             console.print(status_line(summary), soft_wrap=True)
-            fail(f"job {job_id} has not finished after {timeout:g} s", exit_code=EXIT_NOT_STARTED)
+            refused = refused_reason(engine, job_id)
+            fail(f"job {job_id} has not finished after {timeout:g} s" + (f": {refused}" if refused else ""),
+                 exit_code=EXIT_NOT_STARTED)
     console.print(status_line(summary), soft_wrap=True)
+    if summary["status"] in ("pending", "running"):
+        refused = refused_reason(engine, job_id)
+        if refused:
+            console.print(Text(f"Not moving: {refused}"), soft_wrap=True)
     if summary["images"]["total"] == 0:
         console.print(archive_line(archive_summary(engine)), soft_wrap=True)
 

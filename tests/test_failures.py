@@ -298,9 +298,13 @@ def _queued_messages(client) -> list[dict]:
 @pytest.mark.slow
 def test_each_database_has_an_identity_that_every_task_carries_and_workers_check(two_photos, tmp_path, postgres_url,
                                                                                   broker, monkeypatch):
-    from workers.tasks import annotate_chunk
-    from workers.chunks import WrongDatabase
+    import workers.tasks
+    from celery.exceptions import Reject
 
+    from workers.refusals import refusal
+    from workers.tasks import annotate_chunk
+
+    monkeypatch.setattr(workers.tasks, "REFUSED_TASK_PAUSE", 0)
     submitter = f"sqlite:///{tmp_path / 'submitter.db'}"
     assert run("db", "upgrade", "--db", submitter).exit_code == 0
     assert run("db", "upgrade", "--db", postgres_url).exit_code == 0
@@ -309,16 +313,23 @@ def test_each_database_has_an_identity_that_every_task_carries_and_workers_check
     assert run("submit", str(two_photos), "--db", submitter).exit_code == 0
     (args, kwargs, _), = _queued_messages(broker)
     assert args[0] == 1 and kwargs == {"database_id": ours}
-    # A worker on the other database (which has its own job 1) refuses the task and writes nothing.
+    # A worker on the other database (which has its own job 1) refuses the task and writes nothing; the chunk goes
+    # back to the queue (Reject with requeue) for a worker on the submitter's database, and a note on the broker
+    # says why the job does not move.
     engine = make_engine(postgres_url)
     other_job = create_job(engine, [str(two_photos)], {"model": "seed", "allowed_roots": [str(two_photos)]},
                            sorted(str(p) for p in two_photos.iterdir()))
     monkeypatch.setenv("FER_DATABASE_URL", postgres_url)
-    with pytest.raises(WrongDatabase, match=f"task for database {ours} refused: this worker writes to"):
+    with pytest.raises(Reject, match=f"task for database {ours} refused: this worker writes to") as refused:
         annotate_chunk.run(*args, **kwargs)
+    assert refused.value.requeue is True
     with engine.connect() as connection:
         assert set(connection.scalars(select(ImageRow.status).where(ImageRow.job_id == other_job))) == {"pending"}
     engine.dispose()
+    note = refusal(BROKER_URL, ours, 1)
+    assert note["database"] == make_engine(postgres_url).url.render_as_string(hide_password=True)
+    status = run("status", "1", "--db", submitter)
+    assert "Not moving: a worker connected to another database refused this job's tasks" in " ".join(status.output.split())
 
 
 def test_query_says_a_misspelt_statement_is_not_valid_sql(annotated_sqlite):

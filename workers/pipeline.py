@@ -299,11 +299,24 @@ def workers_answering() -> bool | None:
         return None
 
 
+def refused_reason(engine: Engine, job_id: int) -> str | None:
+    """Why the workers do not take this job's tasks, when a worker connected to another database refused them
+    (a note on the broker); None otherwise."""
+    from db.reads import database_identity
+    from workers.celery_app import broker_url
+    from workers.refusals import refusal, refusal_message
+
+    use_broker(None)
+    note = refusal(broker_url(), database_identity(engine), job_id)
+    return refusal_message(note) if note else None
+
+
 def follow_job(engine: Engine, job_id: int, progress: FollowProgress, poll: float = 1.0,
                timeout: float | None = None) -> bool:
     """Follow a job until it ends; True when it ended, False at ``timeout`` seconds.
 
-    When nothing has moved for FER_NO_WORKER_SECONDS (30) and no worker answers a ping, warn once.
+    When nothing has moved for FER_NO_WORKER_SECONDS (30), warn once: that a worker connected to another
+    database refused its tasks, or that no worker answers a ping.
     """
     from kombu.utils.url import maybe_sanitize_url
 
@@ -325,7 +338,11 @@ def follow_job(engine: Engine, job_id: int, progress: FollowProgress, poll: floa
             return True
         now = time.monotonic()
         if not warned and now - last_change >= _no_worker_seconds():
-            answering = workers_answering()
+            refused = refused_reason(engine, job_id)
+            if refused:
+                warned = True
+                progress.warn(f"Job {job_id} is not moving: {refused}.")
+            answering = True if refused else workers_answering()
             if not answering:
                 warned = True
                 progress.warn(
