@@ -169,13 +169,17 @@ def _refresh_counts(connection: Connection, job_id: int) -> dict[str, int]:
     return counts
 
 
-def mark_job(engine: Engine, job_id: int, status: str, error: str | None = None) -> None:
-    """Set a job's status and its reason (e.g. 'interrupted' when its submission was cut short, 'failed' with why)."""
+def mark_job(engine: Engine, job_id: int, status: str, error: str | None = None, if_unfinished: bool = False) -> None:
+    """Set a job's status and its reason (e.g. 'interrupted' when its submission was cut short, 'failed' with why);
+    with ``if_unfinished``, only a job still pending or running changes."""
     values: dict[str, Any] = {"status": status, "error": error}
     if status in ENDED_STATUSES:
         values["finished_at"] = utcnow()
+    statement = update(Job).where(Job.id == job_id)
+    if if_unfinished:
+        statement = statement.where(Job.status.in_(("pending", "running")))
     with engine.begin() as connection:
-        connection.execute(update(Job).where(Job.id == job_id).values(**values))
+        connection.execute(statement.values(**values))
         _refresh_counts(connection, job_id)  # a run that stopped part-way counts what it did
 
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -137,11 +139,52 @@ def start_job(engine: Engine, found: Found, options: dict[str, Any], schedule_id
     return job
 
 
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the block as Ctrl-C does (KeyboardInterrupt), so either ends the job the same way."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait while the block records how a run ended (a second Ctrl-C must not cut that short)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def interrupted(engine: Engine, job_id: int, resume_command: str) -> Interrupted:
+    """Mark the job interrupted unless it has already ended (finished, or failed with its reason); the error to raise."""
+    from db.writes import mark_job
+
+    with interrupts_held():
+        mark_job(engine, job_id, "interrupted", "interrupted (Ctrl-C or SIGTERM)", if_unfinished=True)
+    return Interrupted(f"interrupted; job {job_id} keeps what was finished; finish it with `{resume_command}`")
+
+
 def run_locally(engine: Engine, database_url: str, job_id: int, ids: list[int], options: dict[str, Any],
                 processes: int, progress: RunProgress, resume_command: str | None = None):
     """Run the images' chunks in local processes; returns the StageSeconds.
 
-    Ctrl-C marks the job interrupted; any other error marks it failed with the reason, in one line.
+    Ctrl-C or SIGTERM marks the job interrupted; any other error marks it failed with the reason, in one
+    line. The detection processes ignore both signals (a terminal sends Ctrl-C to all of them): this process
+    stops them.
     """
     from workers.chunking import chunked
     from workers.chunks import failure_reason
@@ -151,17 +194,17 @@ def run_locally(engine: Engine, database_url: str, job_id: int, ids: list[int], 
     resume_command = resume_command or f"fer retry {job_id} --local"
     job = JobOptions.from_dict(options)
     chunks = chunked(ids, job.chunk_size)
-    progress.start(len(ids), f"job {job_id}: loading model {job.model} and detector {job.detector} ...")
     try:
-        return run_chunks(database_url, job_id, chunks, options, min(processes, len(ids)),
-                          on_chunk_done=lambda images: progress.advance(images, f"job {job_id}"))
+        with sigterm_as_interrupt():
+            progress.start(len(ids), f"job {job_id}: loading model {job.model} and detector {job.detector} ...")
+            return run_chunks(database_url, job_id, chunks, options, min(processes, len(ids)),
+                              on_chunk_done=lambda images: progress.advance(images, f"job {job_id}"))
     except KeyboardInterrupt:
-        mark_job(engine, job_id, "interrupted", "interrupted (Ctrl-C or SIGTERM)")
-        raise Interrupted(f"interrupted; job {job_id} keeps what was finished; finish it with `{resume_command}`") \
-            from None
+        raise interrupted(engine, job_id, resume_command) from None
     except Exception as error:  # noqa: BLE001 - whatever stopped the run ends the job, with its reason
-        reason = failure_reason(error)
-        mark_job(engine, job_id, "failed", reason)
+        with interrupts_held():
+            reason = failure_reason(error)
+            mark_job(engine, job_id, "failed", reason)
         raise PipelineError(f"job {job_id} failed: {reason}. It keeps what was finished; fix the cause and finish it "
                             f"with `{resume_command}` (it takes --detector, --model, --min-face)") from error
 
@@ -195,9 +238,12 @@ def annotate_folder(engine: Engine, database_url: str, found: Found, options: di
     started = time.monotonic()
     job = start_job(engine, found, options)
     stage_seconds = StageSeconds()
-    if job.image_ids:
-        stage_seconds = run_locally(engine, database_url, job.job_id, job.image_ids, options, processes, progress)
-    finish_job_if_complete(engine, job.job_id)
+    try:
+        if job.image_ids:
+            stage_seconds = run_locally(engine, database_url, job.job_id, job.image_ids, options, processes, progress)
+        finish_job_if_complete(engine, job.job_id)
+    except KeyboardInterrupt:  # between the steps: the job is recorded, so it ends as interrupted too
+        raise interrupted(engine, job.job_id, f"fer retry {job.job_id} --local") from None
     summary = job_summary(engine, job.job_id)
     summary["seconds"] = round(time.monotonic() - started, 2)
     summary["stage_seconds"] = stage_seconds.as_dict()
