@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from cli.output import EXIT_PARTIAL, console, fail, plural
+from cli.output import EXIT_PARTIAL, PathText, console, fail, plural
 
 # Failed files listed under the report table; JSON and `fer export --failed` have them all.
 FAILED_SHOWN = 10
@@ -43,10 +43,17 @@ def status_line(summary: dict[str, Any]) -> Text:
 
 def archive_line(archive: dict[str, Any]) -> Text:
     images = archive["images"]["done"]
-    return Text(f"Whole archive: {plural(images, 'image')} annotated, {plural(archive['faces'], 'face')}"
+    failed = archive["images"]["failed"]
+    return Text(f"Whole archive ({_model_name(archive)}): {plural(images, 'image')} annotated, "
+                f"{plural(archive['faces'], 'face')}" + (f", {failed:,} failed" if failed else "")
                 + (f"; last run: job {archive['latest_job']} on {archive['last_run'][:16].replace('T', ' ')} UTC"
                    if archive.get("last_run") else "")
                 + " (`fer report --all`)")
+
+
+def _model_name(summary: dict[str, Any]) -> str:
+    model = summary.get("model") or {}
+    return " ".join(str(part) for part in (model.get("name"), model.get("version")) if part) or "no model yet"
 
 
 def print_report(summary: dict[str, Any], output_format: str, output: Path | None = None) -> None:
@@ -62,18 +69,20 @@ def print_report(summary: dict[str, Any], output_format: str, output: Path | Non
     elif output_format == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer)
-        writer.writerow(["emotion", "faces", "share"])
+        model = summary.get("model") or {}
+        writer.writerow(["model", "model_version", "emotion", "faces", "share"])
         for name, count in summary["emotions"].items():
-            writer.writerow([name, count, f"{count / summary['faces']:.4f}" if summary["faces"] else "0"])
+            writer.writerow([model.get("name") or "", model.get("version") or "", name, count,
+                             f"{count / summary['faces']:.4f}" if summary["faces"] else "0"])
         text = buffer.getvalue()
     else:
         if output is None:
             console.print(_report_table(summary))
-            console.print(Text(_report_caption(summary)))
+            _print_caption(_report_caption(summary))
             return
         with console.capture() as captured:
             console.print(_report_table(summary))
-            console.print(Text(_report_caption(summary)))
+            _print_caption(_report_caption(summary))
         text = captured.get()
     if output is None:
         click.echo(text, nl=False)
@@ -87,6 +96,13 @@ def print_report(summary: dict[str, Any], output_format: str, output: Path | Non
         console.print(f"Wrote {escape(str(output))}")
 
 
+def _print_caption(caption: str) -> None:
+    """Sentences wrap at spaces; the indented lines that name a file or folder are never broken (a path is
+    copied whole from the terminal)."""
+    for line in caption.splitlines():
+        console.print(Text(line), soft_wrap=line.startswith("  "))
+
+
 def _report_caption(summary: dict[str, Any]) -> str:
     if summary.get("archive"):
         return _archive_caption(summary)
@@ -94,8 +110,9 @@ def _report_caption(summary: dict[str, Any]) -> str:
     lines = [f"{plural(images['total'], 'image')} annotated: {images['done']:,} done, {images['failed']:,} failed, "
              f"{images['pending']:,} pending; {plural(summary['faces'], 'face')}"]
     if "since" in summary:
-        lines[0] = f"Since {summary['since']} ({plural(len(summary['jobs']), 'run')}): " + lines[0]
-        lines += [f"model {m['name']} {m['version']}: {plural(m['faces'], 'face')}" for m in summary["models"]]
+        lines[0] = (f"Since {summary['since']} ({plural(len(summary['jobs']), 'run')}): " + lines[0]
+                    + f" by model {_model_name(summary)}")
+        lines += _models_lines(summary)
     else:
         model = summary["model"]
         lines[0] += (f"; {plural(summary['images_without_faces'], 'image')} without faces; "
@@ -138,11 +155,29 @@ def _failed_lines(summary: dict[str, Any]) -> list[str]:
     failed = summary.get("failed_files") or []
     if not failed:
         return []
-    lines = [f"Failed ({len(failed)}):"]
+    lines = [f"Failed ({len(failed):,}):" if not summary.get("archive") else
+             f"Failed, and not changed since ({len(failed):,}; `fer annotate PATH --retry-failed` tries them again):"]
     lines += [f"  {item['path']}: {item['error']}" for item in failed[:FAILED_SHOWN]]
     if len(failed) > FAILED_SHOWN:
-        lines.append(f"  ... and {len(failed) - FAILED_SHOWN} more: `fer export {summary['job']} --failed -o failed.csv` "
-                     "or --format json lists them all")
+        export = "fer export --all --failed -o failed.csv" if summary.get("archive") else \
+            f"fer export {summary['job']} --failed -o failed.csv" if "job" in summary else None
+        lines.append(f"  ... and {len(failed) - FAILED_SHOWN:,} more: " + (f"`{export}` or " if export else "")
+                     + "--format json lists them all")
+    return lines
+
+
+def _models_lines(summary: dict[str, Any]) -> list[str]:
+    """Totals per model version, when several annotated the report's images (their labels are never added up)."""
+    models = summary.get("models") or []
+    lines = [f"Note: {summary['model_note']}"] if summary.get("model_note") else []
+    shown = summary.get("model") or {}
+    if len(models) > 1 or (models and (models[0]["name"], models[0]["version"]) != (shown.get("name"),
+                                                                                    shown.get("version"))):
+        lines.append("Per model version (--model NAME shows another):")
+        for m in models:
+            mark = "*" if (m["name"], m["version"]) == (shown.get("name"), shown.get("version")) else " "
+            lines.append(f"  {mark} {m['name']} {m['version']}: {plural(m.get('images', 0), 'image')}, "
+                         f"{plural(m['faces'], 'face')}")
     return lines
 
 
@@ -165,14 +200,16 @@ def _archive_caption(archive: dict[str, Any]) -> str:
     if latest:
         changes = latest["changes"]
         lines.append(f"The latest run (job {latest['job']}, {latest['status']}) changed nothing: "
-                     f"{changes['unchanged']} unchanged, {changes['missing']} missing. The whole archive:")
+                     f"{changes['unchanged']:,} unchanged, {changes['missing']:,} missing. The whole archive:")
     when = f"; last run: job {archive['latest_job']} on {archive['last_run'][:16].replace('T', ' ')} UTC" \
         if archive.get("last_run") else ""
-    lines.append(f"{plural(archive['images']['done'], 'image')} (each file's latest annotation), "
-                 f"{plural(archive['faces'], 'face')}{when}")
-    lines += [f"model {m['name']} {m['version']}: {plural(m['images'], 'image')}, {plural(m['faces'], 'face')}"
-              for m in archive["models"]]
-    return "\n".join(lines)
+    lines.append(f"{plural(archive['images']['done'], 'image')} (each file's latest annotation by "
+                 f"{_model_name(archive)}), {plural(archive['faces'], 'face')}{when}")
+    lines += _models_lines(archive)
+    lines += _failed_lines(archive)
+    lines += _unlisted_lines(archive)  # after a quiet run: what listing its folders met
+    lines += _skipped_lines(archive)
+    return "\n".join(line.rstrip() for line in lines)
 
 
 # Emotion columns of --by tables, short enough for 80 columns; the legend is under the table.
@@ -182,24 +219,25 @@ SHORT_EMOTIONS = {"angry": "ang", "disgust": "dis", "fear": "fea", "happy": "hap
 
 def _report_table(summary: dict[str, Any]) -> Table:
     if summary.get("archive"):
-        title = "Whole archive"
+        title = f"Whole archive, {_model_name(summary)}"
     elif "since" in summary:
-        title = f"Since {summary['since']}"
+        title = f"Since {summary['since']}, {_model_name(summary)}"
     else:
         title = f"Job {summary['job']} ({summary['status']})"
     table = Table(title=title)
     if summary.get("rows") is not None:
         by = summary["by"]
         table = Table(title=title, padding=(0, 1), caption=" ".join(f"{s}={n}" for n, s in SHORT_EMOTIONS.items()))
-        table.add_column(by, overflow="fold", ratio=1)
+        table.add_column(by, ratio=1)
         for column in ("images", "faces", *summary["emotions"]):
             table.add_column(SHORT_EMOTIONS.get(column, column), justify="right", no_wrap=True)
         for row in summary["rows"]:
-            table.add_row(*(Text(str(row[column])) for column in (by, "images", "faces", *summary["emotions"])))
+            first = PathText(row[by]) if by == "folder" else Text(str(row[by]))
+            table.add_row(first, *(Text(f"{row[column]:,}") for column in ("images", "faces", *summary["emotions"])))
         return table
     table.add_column("emotion")
     table.add_column("faces", justify="right")
     table.add_column("share", justify="right")
     for name, count in summary["emotions"].items():
-        table.add_row(name, str(count), f"{count / summary['faces']:.1%}" if summary["faces"] else "-")
+        table.add_row(name, f"{count:,}", f"{count / summary['faces']:.1%}" if summary["faces"] else "-")
     return table

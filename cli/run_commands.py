@@ -123,8 +123,21 @@ def annotate(paths, recursive, ext, chunk_size, model, detector, min_face, incre
         engine = _engine(db_url)
         with run_progress() as progress:
             summary = annotate_folder(engine, database_url(db_url), found, options, processes, progress)
-    print_report(summary, output_format)
+    if output_format == "table" and summary["images"]["total"] == 0:
+        print_report(_quiet_run_view(engine, summary), output_format)
+    else:
+        print_report(summary, output_format)
     exit_for(summary)
+
+
+def _quiet_run_view(engine, summary: dict) -> dict:
+    """After a run that annotated nothing: the whole archive, as `fer report` shows it, and what the listing met."""
+    from cli.report_commands import quiet_night_view
+
+    view = quiet_night_view(engine, summary)
+    for key in ("unlisted_folders", "skipped_files", "files_skipped"):
+        view[key] = summary.get(key)
+    return view
 
 
 @click.command()
@@ -133,7 +146,8 @@ def annotate(paths, recursive, ext, chunk_size, model, detector, min_face, incre
 @click.option("--broker", "broker", help=BROKER_HELP)
 def submit(paths, recursive, ext, chunk_size, model, detector, min_face, incremental, retry_failed, follow_symlinks,
            db_url, wait, broker) -> None:
-    """Record a job for PATHS and queue it for `fer worker` processes (Redis by default).
+    """Record a job for PATHS and queue it for `fer worker` processes (Redis by default); prints the job's id and
+    how to follow it.
 
     With --wait, exits like `fer annotate`: 0, or 23 when some images failed.
 
@@ -147,8 +161,15 @@ def submit(paths, recursive, ext, chunk_size, model, detector, min_face, increme
                                             follow_symlinks, retry_failed)
         engine = _engine(db_url)
         check_broker(broker)
-        job_id = submit_folder(engine, found, options)
-    click.echo(job_id)
+        job = submit_folder(engine, found, options)
+    job_id, images = job.job_id, len(job.image_ids)
+    if images:
+        chunks = -(-images // JobOptions.from_dict(options).chunk_size)
+        console.print(f"Job {job_id} queued: {plural(images, 'image')} in {plural(chunks, 'chunk')}"
+                      + ("" if wait else f"; follow it with `fer status {job_id} --wait`"))
+    else:
+        console.print(f"Job {job_id}: nothing to annotate, every file is unchanged"
+                      + ("" if wait else f"; `fer report {job_id}` shows the whole archive"))
     if wait:
         _wait_and_report(engine, job_id)
 

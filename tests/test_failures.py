@@ -349,14 +349,15 @@ def test_after_a_run_that_changed_nothing_report_and_status_show_the_whole_archi
     flat = " ".join(report.output.split())
     assert "Whole archive" in flat
     assert "The latest run (job 2, finished) changed nothing: 2 unchanged, 0 missing. The whole archive:" in flat
-    assert f"2 images (each file's latest annotation), {first['faces']} face" in flat
+    model = f"{first['model']['name']} {first['model']['version']}"
+    assert f"2 images (each file's latest annotation by {model}), {first['faces']} face" in flat
     as_json = json.loads(run("report", "--all", "--format", "json", "--db", sqlite_url).output)
     assert as_json["images"]["done"] == 2 and as_json["faces"] == first["faces"] and as_json["latest_job"] == 2
     assert as_json["emotions"] == first["emotions"]
     assert [(m["name"], m["images"], m["faces"]) for m in as_json["models"]] == [(default_model_name(), 2, first["faces"])]
     status = run("status", "--db", sqlite_url).output
     assert status.splitlines()[0] == "job 2: finished; 0/0 images (0 done, 0 failed, 0 pending), 0 faces (2 unchanged, 0 missing)"
-    assert status.splitlines()[1].startswith(f"Whole archive: 2 images annotated, {first['faces']} face")
+    assert status.splitlines()[1].startswith(f"Whole archive ({model}): 2 images annotated, {first['faces']} face")
 
 
 def test_the_query_help_example_counts_each_image_once_after_a_rerun(two_photos, sqlite_url):

@@ -8,6 +8,7 @@ service it disturbed.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -136,7 +137,7 @@ def worker(database: str, log: Path, *, concurrency: int = 1, pool: str = "solo"
 def _submit(archive: Path, database: str, *extra: str) -> int:
     result = CliRunner().invoke(fer, ["submit", str(archive), "--db", database, "--chunk-size", "2", *extra])
     assert result.exit_code == 0, result.output
-    return int(result.output.strip().splitlines()[-1])
+    return int(re.search(r"Job (\d+) queued", result.output).group(1))
 
 
 def _counts(database: str, job: int) -> dict[str, int]:

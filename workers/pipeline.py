@@ -251,11 +251,11 @@ def annotate_folder(engine: Engine, database_url: str, found: Found, options: di
     return summary
 
 
-def submit_folder(engine: Engine, found: Found, options: dict[str, Any]) -> int:
-    """Record a job for the files found and queue it for workers; returns the job's id."""
+def submit_folder(engine: Engine, found: Found, options: dict[str, Any]):
+    """Record a job for the files found and queue it for workers; returns the PreparedJob (id, images queued)."""
     job = start_job(engine, found, options)
     queue_job(engine, job.job_id, job.image_ids, options)
-    return job.job_id
+    return job
 
 
 def retry_options(engine: Engine, job_id: int, changes: dict[str, Any]) -> dict[str, Any]:
