@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from rich import box
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
@@ -227,7 +228,9 @@ def _report_table(summary: dict[str, Any]) -> Table:
     table = Table(title=title)
     if summary.get("rows") is not None:
         by = summary["by"]
-        table = Table(title=title, padding=(0, 1), caption=" ".join(f"{s}={n}" for n, s in SHORT_EMOTIONS.items()))
+        # A light frame, one space between columns: the folder column keeps about 35 of 80 columns.
+        table = Table(title=title, box=box.SIMPLE_HEAD, padding=0, pad_edge=False,
+                      caption=" ".join(f"{s}={n}" for n, s in SHORT_EMOTIONS.items()))
         table.add_column(by, ratio=1)
         for column in ("images", "faces", *summary["emotions"]):
             table.add_column(SHORT_EMOTIONS.get(column, column), justify="right", no_wrap=True)

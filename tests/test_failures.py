@@ -400,10 +400,9 @@ def test_small_wording_and_layout(two_photos, photos_dir, tmp_path):
     by_folder = run("report", "--by", "folder", "--db", url, terminal_width=80)
     lines = by_folder.output.splitlines()
     assert max(len(line) for line in lines) <= 80
-    header = next(index for index, line in enumerate(lines) if line.startswith("┃"))
-    assert lines[header + 1].startswith("┡")  # the header row fits on one line: no name wrapped
-    assert lines[header].split() == ["┃", "folder", "┃", "images", "┃", "faces", "┃", "ang", "┃", "dis", "┃", "fea", "┃",
-                                     "hap", "┃", "neu", "┃", "sad", "┃", "sur", "┃"]
+    header = next(index for index, line in enumerate(lines) if line.split()[:1] == ["folder"])
+    assert set(lines[header + 1].strip()) == {"─"}  # the header row fits on one line: no name wrapped
+    assert lines[header].split() == ["folder", "images", "faces", "ang", "dis", "fea", "hap", "neu", "sad", "sur"]
     since_help = " ".join(run("report", "--help").output.split())
     assert "--since DATE" in since_help and "%Y" not in since_help
     evaluate_help = " ".join(run("model", "evaluate", "--help").output.split())

@@ -125,6 +125,7 @@ def test_a_submitted_job_overlapping_an_unfinished_one_is_not_queued(archive, tm
     try:
         first = CliRunner().invoke(fer, ["submit", str(archive / "sub"), "--db", url])
         assert first.exit_code == 0, first.output
+        assert first.output == "Job 1 queued: 1 image in 1 chunk; follow it with `fer status 1 --wait`\n"
         second = CliRunner().invoke(fer, ["submit", str(archive), "--db", url])
         assert second.exit_code == EXIT_NOT_STARTED, second.output
         assert f"not started: job 1 over {archive / 'sub'} is still running" in " ".join(second.output.split())

@@ -73,9 +73,10 @@ def test_schedule_commands(folder, sqlite_url):
     runner = CliRunner()
     added = runner.invoke(fer, ["schedule", "add", str(folder), "--at", "03:30", "--timezone", PARIS, "--db", sqlite_url])
     assert added.exit_code == 0, added.output
-    listed = runner.invoke(fer, ["schedule", "list", "--format", "json", "--db", sqlite_url])
-    assert json.loads(listed.output) == [{"id": 1, "root": str(folder), "at": "03:30", "timezone": PARIS,
-                                          "model": "default", "last_run_on": None, "last_job": None}]
+    listed = json.loads(runner.invoke(fer, ["schedule", "list", "--format", "json", "--db", sqlite_url]).output)
+    assert dt.datetime.fromisoformat(listed[0].pop("next_run")).strftime("%H:%M") == "03:30"
+    assert listed == [{"id": 1, "root": str(folder), "at": "03:30", "timezone": PARIS,
+                       "model": "default", "last_run_on": None, "last_job": None}]
     assert runner.invoke(fer, ["schedule", "remove", "1", "--db", sqlite_url]).exit_code == 0
     assert json.loads(runner.invoke(fer, ["schedule", "list", "--format", "json", "--db", sqlite_url]).output) == []
 
