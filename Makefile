@@ -1,4 +1,4 @@
-# Everything installs into a local virtual environment from PyPI; nothing else is needed.
+# Python packages install into a local virtual environment from PyPI; `make test` also needs Chromium (below).
 PYTHON ?= python3
 VENV ?= .venv
 FER_DATA_DIR ?= ../shared/data
@@ -49,6 +49,7 @@ test-fast: install
 chromium:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
 	if command -v apt-get >/dev/null 2>&1; then \
+		echo "chromium not found: installing Debian's chromium package with $(SUDO) apt-get (for the tests that render the HTML report)"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else \
 		echo "chromium not found and no apt-get: the tests that render the HTML report in a browser will skip"; \

@@ -38,16 +38,46 @@ def upgraded_engine(url: str | None):
 
 
 def existing_engine(url: str | None):
-    """Like upgraded_engine, for commands that only read: a SQLite file that does not exist is an error, not created."""
-    from db.session import DatabaseError, database_url, parse_database_url, sqlite_path
+    """Like upgraded_engine, for commands that only read: a database must exist and hold the fer-pipeline schema.
+
+    A missing SQLite file, or any database without the schema (a mistyped URL), is an error and is left
+    as it was: nothing is created there. An older fer-pipeline schema is brought up to date.
+    """
+    check_fer_database(url)
+    return upgraded_engine(url)
+
+
+def check_fer_database(url: str | None) -> None:
+    """Stop with one line unless the database exists and holds a fer-pipeline schema; writes nothing."""
+    import sqlite3
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from db.session import DatabaseError, database_url, known_revision, parse_database_url, sqlite_path, stored_revision
 
     try:
-        path = sqlite_path(parse_database_url(database_url(url)))
+        resolved = parse_database_url(database_url(url))
     except DatabaseError as error:
         fail(str(error))
+    shown = resolved.render_as_string(hide_password=True)
+    path = sqlite_path(resolved)
     if path is not None and not path.is_file():
         fail(f"no database at {path.resolve()}: annotate something first (`fer annotate PATH`) or give --db")
-    return upgraded_engine(url)
+    try:
+        revision = stored_revision(resolved)
+    except sqlite3.DatabaseError as error:
+        if "not a database" not in str(error):
+            fail(f"cannot read the database {shown}: {error}")
+        revision = None
+    except (SQLAlchemyError, OSError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        fail(f"database {shown} is unreachable: {type(error).__name__}: {first_line}")
+    if revision is None:
+        fail(f"not a fer-pipeline database: {shown} has no fer-pipeline schema (nothing was changed); "
+             "run `fer db upgrade` to create one there")
+    if not known_revision(revision):
+        fail(f"not a fer-pipeline database this version knows: {shown} is at schema revision {revision!r} "
+             "(nothing was changed); is it another program's, or from a newer fer-pipeline?")
 
 
 @db.command()

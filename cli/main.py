@@ -26,7 +26,12 @@ class FerGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit, KeyboardInterrupt):
+        except KeyboardInterrupt:
+            # A run's own handler marks its job and says how to finish it; this is Ctrl-C anywhere else.
+            from cli.output import EXIT_INTERRUPTED, fail
+
+            fail("interrupted", EXIT_INTERRUPTED)
+        except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except Exception as error:  # noqa: BLE001 - the last line of defence of a command-line tool
             if os.environ.get("FER_DEBUG"):

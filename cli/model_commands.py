@@ -85,8 +85,18 @@ class _RichTrainingProgress:
         )
 
 
+class RecipeOption(click.Option):
+    """--recipe, whose help lists the recipes: read only when the help is shown (the recipes import Keras)."""
+
+    def get_help_record(self, ctx: click.Context):
+        from fer_model.recipes import RECIPES
+
+        self.help = f"Named training recipe: {', '.join(sorted(RECIPES))}."
+        return super().get_help_record(ctx)
+
+
 @model.command()
-@click.option("--recipe", default="seed", show_default=True, help="Named training recipe.")
+@click.option("--recipe", cls=RecipeOption, default="seed", show_default=True, help="Named training recipe.")
 @click.option("--data", type=click.Path(path_type=Path), required=True, help=DATA_HELP)
 @click.option(
     "--out",
@@ -301,14 +311,21 @@ def evaluate(ref: ModelRef, data: Path, split: str, out: Path, skip_bad: bool) -
 
 
 @model.command()
-@click.option("--model", "ref", type=MODEL, default="default", show_default=True, help="Model name or run folder (with its card).")
+@click.option("--model", "ref", type=MODEL, required=True, help="Run folder (with its card), or a committed model's name "
+                                                                "with --overwrite-committed.")
 @click.option("--data", type=click.Path(path_type=Path), required=True, help=DATA_HELP)
 @click.option("--skip-bad", is_flag=True, help="Skip unreadable or malformed data and count it, instead of stopping.")
-def calibrate(ref: ModelRef, data: Path, skip_bad: bool) -> None:
+@click.option("--overwrite-committed", is_flag=True,
+              help="Allow rewriting a model committed with the package (fer_model/models/), which every run uses.")
+def calibrate(ref: ModelRef, data: Path, skip_bad: bool, overwrite_committed: bool) -> None:
     """Fit the model's temperature on PublicTest and write it into the model file and card."""
     from fer_model.calibrate_saved import CalibrationError, calibrate_saved_model
-    from fer_model.registry import ModelNotFound
+    from fer_model.registry import MODELS_DIR, ModelNotFound
 
+    committed = MODELS_DIR.resolve() in Path(ref.path).resolve().parents
+    if committed and not overwrite_committed:
+        fail(f"refused: {ref.name} is a model committed with the package ({Path(ref.path).parent}); calibrating "
+             "rewrites its file and card. Calibrate a run folder, or pass --overwrite-committed")
     dataset = _load_data(data, skip_bad)
     if not dataset.has("val"):
         fail(f"{data}: no PublicTest (val) split to fit the temperature on")
@@ -332,6 +349,7 @@ def list_models(output_format: str) -> None:
     """The committed models with the PublicTest metrics from their cards."""
     import json
 
+    from rich import box
     from rich.table import Table
 
     from fer_model.registry import available_models, default_model_name
@@ -359,14 +377,19 @@ def list_models(output_format: str) -> None:
     if output_format == "json":
         click.echo(json.dumps(rows, indent=2))
         return
-    table = Table(title="Models (* = default, used by the pipeline unless --model says otherwise)")
-    for column in ("name", "kind", "recipe", "date", "PublicTest acc", "macro F1", "weighted F1", "ECE", "path"):
-        table.add_column(column)
+    table = Table(title="Models (* = the default, used unless --model says otherwise)", box=box.SIMPLE_HEAD,
+                  caption="Scores on FER2013 PublicTest; ECE: expected calibration error. "
+                          "--format json gives each model's file.")
+    table.add_column("name", no_wrap=True)
+    table.add_column("kind", overflow="fold")
+    table.add_column("recipe", overflow="fold")
+    table.add_column("trained", no_wrap=True)
+    for column in ("accuracy", "macro F1", "wtd F1", "ECE"):
+        table.add_column(column, justify="right", no_wrap=True)
     for row in rows:
         table.add_row(
             row["name"] + (" *" if row["default"] else ""), row["kind"], row["recipe"], row["date"],
             *(f"{row[k]:.4f}" if row[k] is not None else "-" for k in ("val_accuracy", "val_macro_f1", "val_weighted_f1", "ece")),
-            row["path"],
         )
     console.print(table)
 

@@ -6,12 +6,15 @@ import csv
 import datetime as dt
 import io
 import json
+import re
 from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any, NoReturn
 
 import click
-from rich.console import Console
+from rich.cells import cell_len
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -69,6 +72,41 @@ def cell_text(value: Any) -> str:
     return str(value)
 
 
+class PathText:
+    """A path in a table cell: it wraps after a '/', never inside a name (unless one name is wider than the column)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self.parts = re.findall(r"[^/]*/|[^/]+$", path) or [path]
+
+    def __rich_measure__(self, console: Console, options: ConsoleOptions) -> Measurement:
+        return Measurement(max(cell_len(part) for part in self.parts), cell_len(self.path))
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        lines, line = [], ""
+        for part in self.parts:
+            if line and cell_len(line + part) > options.max_width:
+                lines.append(line)
+                line = ""
+            line += part
+        lines.append(line)
+        yield Text("\n".join(lines), overflow="fold")
+
+
+def float_text(value: float) -> str:
+    """A float as a table shows it: four decimals (CSV and JSON keep every digit)."""
+    if value != 0 and abs(value) < 0.0001:
+        return f"{value:.2e}"
+    return f"{value:.4f}"
+
+
+def _table_cell(value: Any) -> Text | PathText:
+    if isinstance(value, float):
+        return Text(float_text(value))
+    text = cell_text(value)
+    return PathText(text) if "/" in text else Text(text)  # values are user data, never markup
+
+
 def print_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output_format: str) -> None:
     """Print query rows as a rich table, CSV or a JSON array of objects."""
     if output_format == "json":
@@ -81,11 +119,13 @@ def print_rows(columns: Sequence[str], rows: Sequence[Sequence[Any]], output_for
         writer.writerows([cell_text(value) for value in row] for row in rows)
         click.echo(buffer.getvalue(), nl=False)
     else:
-        table = Table(caption=f"{len(rows)} row{'' if len(rows) == 1 else 's'}")
+        floats = any(isinstance(value, float) for row in rows for value in row)
+        table = Table(caption=f"{len(rows):,} row{'' if len(rows) == 1 else 's'}"
+                      + ("; decimals rounded to 4 places (--format csv or json gives every digit)" if floats else ""))
         for index, column in enumerate(columns):
             values = [row[index] for row in rows if row[index] is not None]
             numeric = bool(values) and all(isinstance(v, (int, float, Decimal)) and not isinstance(v, bool) for v in values)
             table.add_column(Text(column), overflow="fold", justify="right" if numeric else "left")
         for row in rows:
-            table.add_row(*(Text(cell_text(value)) for value in row))  # values are user data, never markup
+            table.add_row(*(_table_cell(value) for value in row))
         console.print(table)

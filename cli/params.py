@@ -21,8 +21,8 @@ class MinFaceType(click.ParamType):
 
 
 MIN_FACE = MinFaceType()
-MIN_FACE_HELP = ("Smallest face to look for: pixels of the photo (the model sees 48x48), or a share of each photo's "
-                 "shorter side such as 2% (never under 24 px).")
+MIN_FACE_HELP = ("Smallest face to look for: pixels of the photo, at least 20 (the detectors' window; the model sees "
+                 "48x48), or a share of each photo's shorter side such as 2%, which never goes under 24 px.")
 
 
 class ModelType(click.ParamType):

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from cli.output import console
@@ -15,13 +18,18 @@ def progress_bar() -> Progress:
 
 
 class BarProgress:
-    """A library run's progress on a rich progress bar."""
+    """A library run's progress on a rich progress bar, shown from the first ``start`` (a run that stops before
+    it has work leaves no trace on the terminal)."""
 
     def __init__(self, bar: Progress):
         self.bar = bar
         self.task = None
+        self.shown = False
 
     def start(self, total: int, description: str) -> None:
+        if not self.shown:
+            self.bar.start()
+            self.shown = True
         self.task = self.bar.add_task(description, total=total)
 
     def advance(self, images: int, description: str) -> None:
@@ -33,10 +41,24 @@ class BarProgress:
     def warn(self, message: str) -> None:
         self.bar.console.print(message, markup=False)
 
+    def close(self) -> None:
+        if self.shown:
+            self.bar.stop()
+
+
+@contextmanager
+def run_progress() -> Iterator[BarProgress]:
+    """A progress bar for a run, removed at the end of the block."""
+    progress = BarProgress(progress_bar())
+    try:
+        yield progress
+    finally:
+        progress.close()
+
 
 def wait_for(engine, job_id: int, timeout: float | None = None) -> bool:
     """Follow the job with a progress bar until it ends; True when it ended, False at ``timeout`` seconds."""
     from workers.pipeline import follow_job
 
-    with progress_bar() as bar:
-        return follow_job(engine, job_id, BarProgress(bar), timeout=timeout)
+    with run_progress() as progress:
+        return follow_job(engine, job_id, progress, timeout=timeout)

@@ -13,7 +13,7 @@ from cli.db_commands import DB_HELP, existing_engine
 from cli.db_commands import upgraded_engine as _engine
 from cli.output import EXIT_INTERRUPTED, EXIT_NOT_STARTED, console, fail, plural
 from cli.params import MIN_FACE, MIN_FACE_HELP
-from cli.progress import BarProgress, progress_bar, wait_for
+from cli.progress import run_progress, wait_for
 from cli.report_output import exit_for, print_report
 from workers.detector_names import available_detectors
 from workers.discovery import DEFAULT_EXTENSIONS
@@ -35,14 +35,18 @@ def library_errors() -> Iterator[None]:
         fail(str(error), exit_code=code)
 
 
-def _found_and_options(paths, recursive, ext, chunk_size, model, detector, min_face, incremental, follow_symlinks):
+def _found_and_options(paths, recursive, ext, chunk_size, model, detector, min_face, incremental, follow_symlinks,
+                       retry_failed):
     """The files to annotate and the job's options, checked: the library errors stop the command before any job."""
     from workers.pipeline import allowed_roots, find_files, job_options
 
+    if retry_failed and not incremental:
+        fail("--retry-failed is for incremental runs; --reannotate already does everything again")
     found = find_files(paths, recursive, ext, follow_symlinks)
     options = job_options(JobOptions(model=model, detector=detector, min_face=min_face,
                                      allowed_roots=tuple(allowed_roots(paths)), chunk_size=chunk_size,
-                                     incremental=incremental, follow_symlinks=follow_symlinks))
+                                     incremental=incremental, follow_symlinks=follow_symlinks,
+                                     retry_failed=retry_failed))
     return found, options
 
 
@@ -60,7 +64,8 @@ def _wait_and_report(engine, job_id: int) -> None:
 
 
 common_input = [
-    click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str)),
+    # Not click's readable check: a folder that cannot be listed is the run's failure (exit 1 or 23), not a usage error.
+    click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=str, readable=False)),
     click.option("--recursive/--no-recursive", default=True, show_default=True, help="Descend into sub-folders."),
     click.option("--ext", default=",".join(DEFAULT_EXTENSIONS), show_default=True, help="File extensions to annotate."),
     click.option("--chunk-size", type=click.IntRange(1, 10_000), default=JobOptions.chunk_size, show_default=True,
@@ -73,6 +78,10 @@ common_input = [
     click.option("--incremental/--reannotate", default=JobOptions.incremental, show_default=True,
                  help="Skip files this model version already annotated (same path, size and time), copy the results "
                       "of files seen under another name, mark vanished ones missing; --reannotate does everything again."),
+    click.option("--retry-failed", is_flag=True,
+                 help="Incremental runs: also try again the unchanged files whose latest attempt failed (damaged, "
+                      "empty, not an image); by default they count as unchanged and stay listed in "
+                      "`fer report --all`."),
     click.option("--follow-symlinks", is_flag=True,
                  help="Follow symbolic links (to files and folders) wherever they point, within the worker's "
                       "FER_ALLOWED_ROOTS when it sets them, as `find -L` does; by default a link that leads out of the "
@@ -93,8 +102,8 @@ def with_common_input(function):
               help="Local worker processes.")
 @click.option("--format", "output_format", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="Format of the report printed at the end.")
-def annotate(paths, recursive, ext, chunk_size, model, detector, min_face, incremental, follow_symlinks, db_url,
-             processes, output_format) -> None:
+def annotate(paths, recursive, ext, chunk_size, model, detector, min_face, incremental, retry_failed, follow_symlinks,
+             db_url, processes, output_format) -> None:
     """Annotate PATHS here and now: no servers (SQLite and local processes by default).
 
     Run it again (e.g. nightly from cron) and it annotates only new and changed files.
@@ -110,21 +119,35 @@ def annotate(paths, recursive, ext, chunk_size, model, detector, min_face, incre
 
     with library_errors():
         found, options = _found_and_options(paths, recursive, ext, chunk_size, model, detector, min_face, incremental,
-                                            follow_symlinks)
+                                            follow_symlinks, retry_failed)
         engine = _engine(db_url)
-        with progress_bar() as bar:
-            summary = annotate_folder(engine, database_url(db_url), found, options, processes, BarProgress(bar))
-    print_report(summary, output_format)
+        with run_progress() as progress:
+            summary = annotate_folder(engine, database_url(db_url), found, options, processes, progress)
+    if output_format == "table" and summary["images"]["total"] == 0:
+        print_report(_quiet_run_view(engine, summary), output_format)
+    else:
+        print_report(summary, output_format)
     exit_for(summary)
+
+
+def _quiet_run_view(engine, summary: dict) -> dict:
+    """After a run that annotated nothing: the whole archive, as `fer report` shows it, and what the listing met."""
+    from cli.report_commands import quiet_night_view
+
+    view = quiet_night_view(engine, summary)
+    for key in ("unlisted_folders", "skipped_files", "files_skipped"):
+        view[key] = summary.get(key)
+    return view
 
 
 @click.command()
 @with_common_input
 @click.option("--wait", is_flag=True, help="Wait for the job to finish and print its report.")
 @click.option("--broker", "broker", help=BROKER_HELP)
-def submit(paths, recursive, ext, chunk_size, model, detector, min_face, incremental, follow_symlinks, db_url, wait,
-           broker) -> None:
-    """Record a job for PATHS and queue it for `fer worker` processes (Redis by default).
+def submit(paths, recursive, ext, chunk_size, model, detector, min_face, incremental, retry_failed, follow_symlinks,
+           db_url, wait, broker) -> None:
+    """Record a job for PATHS and queue it for `fer worker` processes (Redis by default); prints the job's id and
+    how to follow it.
 
     With --wait, exits like `fer annotate`: 0, or 23 when some images failed.
 
@@ -135,11 +158,18 @@ def submit(paths, recursive, ext, chunk_size, model, detector, min_face, increme
 
     with library_errors():
         found, options = _found_and_options(paths, recursive, ext, chunk_size, model, detector, min_face, incremental,
-                                            follow_symlinks)
+                                            follow_symlinks, retry_failed)
         engine = _engine(db_url)
         check_broker(broker)
-        job_id = submit_folder(engine, found, options)
-    click.echo(job_id)
+        job = submit_folder(engine, found, options)
+    job_id, images = job.job_id, len(job.image_ids)
+    if images:
+        chunks = -(-images // JobOptions.from_dict(options).chunk_size)
+        console.print(f"Job {job_id} queued: {plural(images, 'image')} in {plural(chunks, 'chunk')}"
+                      + ("" if wait else f"; follow it with `fer status {job_id} --wait`"))
+    else:
+        console.print(f"Job {job_id}: nothing to annotate, every file is unchanged"
+                      + ("" if wait else f"; `fer report {job_id}` shows the whole archive"))
     if wait:
         _wait_and_report(engine, job_id)
 
@@ -181,8 +211,8 @@ def retry(job, failed, local, processes, chunk_size, model, detector, min_face, 
         options = retry_options(engine, job, changes)
         if not local:
             check_broker(broker)
-        with progress_bar() as bar:
-            images = retry_job(engine, database_url(db_url), job, options, failed, local, processes, BarProgress(bar),
+        with run_progress() as progress:
+            images = retry_job(engine, database_url(db_url), job, options, failed, local, processes, progress,
                                announce)
     if local:
         _report(engine, job)

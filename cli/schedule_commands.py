@@ -6,7 +6,7 @@ import os
 
 import click
 
-from cli.db_commands import DB_HELP
+from cli.db_commands import DB_HELP, existing_engine
 from cli.db_commands import upgraded_engine as _engine
 from cli.output import console, fail, print_rows
 from cli.params import MIN_FACE, MIN_FACE_HELP
@@ -54,14 +54,19 @@ def add(path, at, timezone, model, detector, min_face, chunk_size, db_url) -> No
 @click.option("--format", "output_format", type=click.Choice(["table", "json", "csv"]), default="table", show_default=True)
 @click.option("--db", "db_url", help=DB_HELP)
 def list_(output_format, db_url) -> None:
-    """The schedules, with the last run each started."""
-    from db.schedules import list_schedules
+    """The schedules, with the next run each starts (in its time zone) and the last run it started."""
+    from db.models import utcnow
+    from db.schedules import list_schedules, next_run
 
-    rows = [
-        (s.id, s.root, s.at, s.timezone, s.options.get("model"), s.last_run_on, s.last_job_id)
-        for s in list_schedules(_engine(db_url))
-    ]
-    print_rows(["id", "root", "at", "timezone", "model", "last_run_on", "last_job"], rows, output_format)
+    now = utcnow()
+    schedules = list_schedules(existing_engine(db_url))
+    rows = []
+    for s in schedules:
+        upcoming = next_run(s, now)
+        shown = upcoming.isoformat(timespec="minutes") if output_format != "table" else \
+            upcoming.strftime("%Y-%m-%d %H:%M %Z") + (" (due)" if upcoming <= now else "")
+        rows.append((s.id, s.root, s.at, s.timezone, shown, s.options.get("model"), s.last_run_on, s.last_job_id))
+    print_rows(["id", "root", "at", "timezone", "next_run", "model", "last_run_on", "last_job"], rows, output_format)
 
 
 @schedule.command()
@@ -71,7 +76,7 @@ def remove(schedule_id, db_url) -> None:
     """Delete schedule SCHEDULE_ID (its jobs and results stay)."""
     from db.schedules import remove_schedule
 
-    if not remove_schedule(_engine(db_url), schedule_id):
+    if not remove_schedule(existing_engine(db_url), schedule_id):
         fail(f"no schedule {schedule_id}")
     console.print(f"Removed schedule {schedule_id}")
 
@@ -79,14 +84,21 @@ def remove(schedule_id, db_url) -> None:
 @click.command()
 @click.option("--loglevel", default="INFO", show_default=True)
 @click.option("--schedule-file", type=click.Path(dir_okay=False), help="Where beat keeps its state (default: beside the SQLite default database).")
+@click.option("--broker", "broker", help="Celery broker URL, e.g. redis://queue-host:6379/0 (default: $FER_BROKER_URL, "
+                                         "else redis://localhost:6379/0).")
 @click.option("--db", "db_url", help=DB_HELP)
-def beat(loglevel, schedule_file, db_url) -> None:
+def beat(loglevel, schedule_file, broker, db_url) -> None:
     """Run Celery beat: every FER_SCHEDULE_POLL_SECONDS (60) it starts the schedules that are due.
 
-    Run exactly one beat per deployment; the workers do the annotating."""
+    Run exactly one beat per deployment; the workers do the annotating. An unreachable broker stops it at once."""
+    from cli.run_commands import library_errors
+    from workers.pipeline import check_broker
+
     if db_url:
         os.environ["FER_DATABASE_URL"] = db_url
     _engine(db_url)
+    with library_errors():
+        check_broker(broker)
     from workers.celery_app import app
 
     if schedule_file is None:

@@ -1,9 +1,11 @@
 """Incremental runs: what an archive holds that a model has not annotated yet.
 
 A file is unchanged (skipped) when its latest successful annotation by the same model
-version has the same path, size and modification time. Anything else under the run's
-roots is new or changed and gets a pending image row. Files annotated before under the
-roots that no longer exist are marked missing; their results stay.
+version has the same path, size and modification time. A file whose latest attempt failed
+on its content (damaged, empty, not an image) and that has the same size and time is
+unchanged too: it would fail again (``retry_failed`` tries it anyway). Anything else under
+the run's roots is new or changed and gets a pending image row. Files annotated before under
+the roots that no longer exist are marked missing; their results stay.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, select
 
-from db.models import Image, Job, Model, as_utc, utcnow
+from db.models import Image, Model
 
 # A job still 'pending' or 'running' with no activity for this long is taken as dead
-# (its process was killed), so it no longer blocks scheduled runs over its roots.
+# (its process was killed), so it no longer blocks other runs over its roots (db/overlap.py).
 STALE_RUN_HOURS = float(os.environ.get("FER_STALE_RUN_HOURS", "12"))
 STALE_AFTER = dt.timedelta(hours=STALE_RUN_HOURS)
 
@@ -34,8 +36,9 @@ class FileState:
 class RunPlan:
     """What a run has to do: files to annotate (with why), how many it skips, which went missing."""
 
-    to_annotate: list[tuple[str, str | None]] = field(default_factory=list)  # (path, 'new' | 'changed' | None)
+    to_annotate: list[tuple[str, str | None]] = field(default_factory=list)  # (path, 'new' | 'changed' | 'retried' | None)
     unchanged: int = 0
+    unchanged_failed: int = 0  # of the unchanged, those whose latest attempt failed on their content
     missing_ids: list[int] = field(default_factory=list)
     missing_paths: int = 0
 
@@ -50,54 +53,53 @@ def model_id_for(engine: Engine, name: str, version: str) -> int | None:
         return connection.scalar(select(Model.id).where(Model.name == name, Model.version == version))
 
 
-def plan_run(engine: Engine, roots: Sequence[str], files: Sequence[FileState], model_id: int | None) -> RunPlan:
+def plan_run(engine: Engine, roots: Sequence[str], files: Sequence[FileState], model_id: int | None,
+             retry_failed: bool = False) -> RunPlan:
     """Compare the files found under ``roots`` with what ``model_id`` has annotated there before."""
     plan = RunPlan()
-    latest: dict[str, tuple[int, float | None]] = {}  # path -> (size, mtime) of its latest done annotation
+    latest: dict[str, tuple[int, float | None, str]] = {}  # path -> (size, mtime, status) of its latest attempt
     row_ids: dict[str, list[int]] = {}
+    # Failed rows count when the file was read and its content failed (its hash is recorded), whatever the model.
+    attempts = (Image.status == "failed") & Image.sha256.is_not(None)
     if model_id is not None:
-        query = (
-            select(Image.id, Image.path, Image.size, Image.mtime)
-            .where(Image.model_id == model_id, Image.status == "done", Image.missing_at.is_(None))
-            .order_by(Image.id)
-        )
-        with engine.connect() as connection:
-            for row in connection.execute(query):
-                if under_roots(row.path, roots):
-                    latest[row.path] = (row.size, row.mtime)
-                    row_ids.setdefault(row.path, []).append(row.id)
+        attempts = attempts | ((Image.model_id == model_id) & (Image.status == "done"))
+    query = (
+        select(Image.id, Image.path, Image.size, Image.mtime, Image.status)
+        .where(attempts, Image.missing_at.is_(None))
+        .order_by(Image.id)
+    )
+    with engine.connect() as connection:
+        for row in connection.execute(query):
+            if under_roots(row.path, roots):
+                latest[row.path] = (row.size, row.mtime, row.status)
+                row_ids.setdefault(row.path, []).append(row.id)
     found = set()
     for state in files:
         found.add(state.path)
         previous = latest.get(state.path)
         if previous is None:
             plan.to_annotate.append((state.path, "new"))
-        elif previous[0] == state.size and previous[1] == state.mtime:
-            plan.unchanged += 1
-        else:
+        elif previous[0] != state.size or previous[1] != state.mtime:
             plan.to_annotate.append((state.path, "changed"))
+        elif previous[2] == "failed" and retry_failed:
+            plan.to_annotate.append((state.path, "retried"))
+        else:
+            plan.unchanged += 1
+            plan.unchanged_failed += previous[2] == "failed"
     for path, ids in row_ids.items():
         # Not listed is not gone: a narrower --ext or --no-recursive leaves files out of the listing.
-        if path not in found and not os.path.lexists(path):
+        if path not in found and _gone(path):
             plan.missing_paths += 1
             plan.missing_ids.extend(ids)
     return plan
 
 
-def running_job_over(engine: Engine, roots: Sequence[str], now: dt.datetime | None = None) -> int | None:
-    """The id of an unfinished, recently active job over exactly these roots, if any."""
-    now = now or utcnow()
-    wanted = sorted(roots)
-    with engine.connect() as connection:
-        jobs = connection.execute(
-            select(Job.id, Job.roots, Job.created_at).where(Job.status.in_(("pending", "running"))).order_by(Job.id.desc())
-        ).all()
-        for job in jobs:
-            if sorted(job.roots) != wanted:
-                continue
-            last_activity = connection.scalar(select(func.max(Image.processed_at)).where(Image.job_id == job.id))
-            active = max(as_utc(t) for t in (job.created_at, last_activity) if t is not None)
-            if now - active < STALE_AFTER:
-                return job.id
-    return None
-
+def _gone(path: str) -> bool:
+    """True when ``path`` no longer exists; False when it does or cannot be told (a folder that cannot be listed)."""
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False

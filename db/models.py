@@ -19,8 +19,9 @@ JOB_STATUSES = ("pending", "running", "finished", "interrupted", "failed", "canc
 # A job in one of these is over: its pending images are not processed until `fer retry` reopens it.
 ENDED_STATUSES = ("failed", "cancelled")
 IMAGE_STATUSES = ("pending", "done", "failed")
-# Why an incremental run annotated an image: never seen under its path, or seen with another size or time.
-IMAGE_CHANGES = ("new", "changed")
+# Why an incremental run annotated an image: never seen under its path, seen with another size or time, or
+# unchanged since its latest attempt failed and tried again (--retry-failed).
+IMAGE_CHANGES = ("new", "changed", "retried")
 PROBABILITY_COLUMNS = tuple(f"p_{name}" for name in CLASSES)
 
 
@@ -53,11 +54,15 @@ class Job(Base):
     # Incremental runs: files skipped as already annotated, and files found gone since the last run.
     images_unchanged: Mapped[int] = mapped_column(default=0)
     images_missing: Mapped[int] = mapped_column(default=0)
+    # Of the unchanged files, those whose latest attempt failed on their content (not retried: --retry-failed).
+    images_unchanged_failed: Mapped[int] = mapped_column(default=0)
     schedule_id: Mapped[int | None] = mapped_column(ForeignKey("schedules.id", ondelete="SET NULL"))
     # Why the job failed, was interrupted or cancelled (one line); null otherwise.
     error: Mapped[str | None] = mapped_column(Text)
     # Entries found while listing that are not image files to annotate (folders named *.jpg, links not followed, loops).
     files_skipped: Mapped[int] = mapped_column(default=0)
+    # Folders that could not be listed (permission denied), as [[path, reason], ...]: their files were not annotated.
+    unlisted_folders: Mapped[list[Any] | None] = mapped_column(JSON)
 
     images: Mapped[list[Image]] = relationship(back_populates="job", cascade="all, delete-orphan")
 
@@ -97,7 +102,7 @@ class Image(Base):
     duration_ms: Mapped[float | None] = mapped_column(Float)
     # The model that annotated the image (also for images without faces).
     model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
-    # Incremental runs: 'new' or 'changed'; NULL for a full pass (--reannotate).
+    # Incremental runs: 'new', 'changed' or 'retried'; NULL for a full pass (--reannotate).
     change: Mapped[str | None] = mapped_column(String(16))
     # Set when the file's content had been annotated before (moved, renamed or duplicated):
     # its faces were copied from that image instead of being computed again.

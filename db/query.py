@@ -3,7 +3,8 @@
 Read-only is enforced by the database, not by inspecting the SQL:
 
 - SQLite is opened with ``mode=ro`` and ``PRAGMA query_only``, and an authorizer allows
-  only reads (a read-only main database does not stop ``ATTACH`` from creating a file);
+  only reads (a read-only main database does not stop ``ATTACH`` from creating a file); the
+  -wal and -shm files that reading creates are removed afterwards (``read_only_sqlite``);
 - PostgreSQL runs the query in a ``READ ONLY`` transaction on a session whose
   ``default_transaction_read_only`` is on.
 
@@ -24,7 +25,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from db.session import DatabaseError, database_url, parse_database_url
+from db.session import DatabaseError, database_url, known_revision, parse_database_url, read_only_sqlite, stored_revision
 
 READ_KEYWORDS = ("SELECT", "WITH", "VALUES", "TABLE", "EXPLAIN", "SHOW", "PRAGMA")
 # Statements SQLite or PostgreSQL know that may write or change the session: refused as writes.
@@ -41,6 +42,10 @@ INTROSPECTION_PRAGMAS = frozenset(
     {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo", "foreign_key_list"}
 )
 SQLITE_READ_ACTIONS = frozenset({sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE})
+
+# The database's own words name whatever statement it stopped at (PostgreSQL says "cannot execute SELECT in a
+# read-only transaction" for a WITH ... DELETE), so the refusal says what happened instead.
+WRITES_REFUSED = "fer query is read-only: writes are refused, and this statement would write"
 
 _LEADING_NOISE = re.compile(r"(\s|--[^\n]*(\n|$)|/\*.*?\*/|\()*", re.DOTALL)
 _FIRST_WORD = re.compile(r"[A-Za-z_]+")
@@ -95,16 +100,36 @@ def _masked(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
+def _check_schema(url: URL) -> None:
+    """Refuse a database without the fer-pipeline schema (a mistyped URL), before running anything there."""
+    try:
+        revision = stored_revision(url)
+    except sqlite3.DatabaseError as error:
+        if "not a database" not in str(error):
+            raise QueryError(f"cannot read {_masked(url)}: {error}") from None
+        revision = None
+    except Exception as error:  # noqa: BLE001 - SQLAlchemy and driver errors for an unreachable server
+        raise QueryError(f"cannot connect to {_masked(url)}: {_first_line(error)}") from None
+    if revision is None or not known_revision(revision):
+        raise QueryError(f"not a fer-pipeline database: {_masked(url)} has no fer-pipeline schema (nothing was "
+                         "changed); run `fer db upgrade` to create one there")
+
+
 def _run_on_sqlite(sql: str, url: URL) -> QueryResult:
     if not url.database or url.database == ":memory:":
         raise QueryError("fer query needs a SQLite database file, not an in-memory database")
     path = Path(url.database).expanduser().resolve()
     if not path.is_file():
         raise QueryError(f"no database at {path}: annotate something first (`fer annotate PATH`) or give --db")
+    _check_schema(url)
     try:
-        connection = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=60)
+        with read_only_sqlite(path) as connection:
+            return _query_sqlite(connection, sql)
     except sqlite3.Error as error:
         raise QueryError(f"cannot open {path}: {error}") from None
+
+
+def _query_sqlite(connection: sqlite3.Connection, sql: str) -> QueryResult:
     try:
         connection.execute("PRAGMA query_only = ON")
         connection.set_authorizer(_sqlite_authorizer)
@@ -120,10 +145,8 @@ def _run_on_sqlite(sql: str, url: URL) -> QueryResult:
     except sqlite3.Error as error:
         message = str(error)
         if "not authorized" in message or "readonly" in message:
-            raise QueryRefused(f"fer query is read-only: the database refused the statement ({message})") from None
+            raise QueryRefused(WRITES_REFUSED) from None
         raise QueryError(message) from None
-    finally:
-        connection.close()
 
 
 def _sqlite_authorizer(action: int, first: str | None, second: str | None, _database: str | None, _trigger: str | None) -> int:
@@ -137,6 +160,7 @@ def _sqlite_authorizer(action: int, first: str | None, second: str | None, _data
 def _run_on_postgresql(sql: str, url: URL) -> QueryResult:
     import psycopg
 
+    _check_schema(url)
     conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
     try:
         connection = psycopg.connect(conninfo, options="-c default_transaction_read_only=on", connect_timeout=15)
@@ -150,8 +174,8 @@ def _run_on_postgresql(sql: str, url: URL) -> QueryResult:
             columns = [column.name for column in cursor.description or ()]
             rows = [tuple(row) for row in cursor.fetchall()] if cursor.description else []
         return QueryResult(columns, rows)
-    except psycopg.errors.ReadOnlySqlTransaction as error:
-        raise QueryRefused(f"fer query is read-only: the database refused the statement ({_first_line(error)})") from None
+    except psycopg.errors.ReadOnlySqlTransaction:
+        raise QueryRefused(WRITES_REFUSED) from None
     except ValueError as error:
         raise QueryError(str(error)) from None
     except psycopg.Error as error:

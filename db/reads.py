@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, select, text
 
 from db.models import ENDED_STATUSES, DatabaseIdentity, Face, Image, Job, Model, as_utc
+from db.scopes import ModelChoice, Scope, archive_scope, choose_model, job_scope, latest_done_ids, runs_scope
 from fer_model.classes import CLASSES
 
 
@@ -115,7 +116,7 @@ def job_summary(engine: Engine, job_id: int) -> dict[str, Any] | None:
                 Model.id.in_(select(Image.model_id).where(Image.job_id == job_id).distinct())
             )
         ).all()
-        changes = _changes(connection, [job_id], job.images_unchanged, job.images_missing)
+        changes = _changes(connection, [job_id], job.images_unchanged, job.images_missing, job.images_unchanged_failed)
         failed = [{"path": row.path, "error": row.error or ""} for row in connection.execute(
             select(Image.path, Image.error).where(Image.job_id == job_id, Image.status == "failed").order_by(Image.path)
         )]
@@ -140,11 +141,14 @@ def job_summary(engine: Engine, job_id: int) -> dict[str, Any] | None:
         "error": job.error,
         "files_skipped": int(job.files_skipped or 0),
         "failed_files": failed,
+        "unlisted_folders": [{"path": path, "error": reason} for path, reason in job.unlisted_folders or []],
     }
 
 
-def _changes(connection: Connection, job_ids: Sequence[int], unchanged: int, missing: int) -> dict[str, int]:
-    """What incremental runs found: new, changed and copied files annotated, unchanged skipped, missing marked."""
+def _changes(connection: Connection, job_ids: Sequence[int], unchanged: int, missing: int,
+             unchanged_failed: int = 0) -> dict[str, int]:
+    """What incremental runs found: new, changed, retried and copied files annotated, unchanged skipped (some
+    of them failed before), missing marked."""
     kinds = dict(connection.execute(
         select(Image.change, func.count()).where(Image.job_id.in_(list(job_ids))).group_by(Image.change)
     ).all())
@@ -154,55 +158,88 @@ def _changes(connection: Connection, job_ids: Sequence[int], unchanged: int, mis
     return {
         "new": int(kinds.get("new", 0)),
         "changed": int(kinds.get("changed", 0)),
+        "retried": int(kinds.get("retried", 0)),
         "copied": int(copied),
         "unchanged": int(unchanged),
+        "unchanged_failed": int(unchanged_failed),
         "missing": int(missing),
     }
 
 
-def since_summary(engine: Engine, since: dt.datetime) -> dict[str, Any]:
-    """What every job started at or after ``since`` added: images, faces and emotions per model version."""
+def since_summary(engine: Engine, since: dt.datetime, model: ModelChoice | None = None) -> dict[str, Any]:
+    """What every job started at or after ``since`` added: images, and faces and emotions of ``model`` (default: the
+    latest recorded), with totals per model version."""
     since = as_utc(since)  # stored times are UTC, and SQLite compares them as text
+    model = model or choose_model(engine, None, None)
     with engine.connect() as connection:
         jobs = connection.execute(
-            select(Job.id, Job.images_unchanged, Job.images_missing).where(Job.created_at >= since).order_by(Job.id)
+            select(Job.id, Job.roots, Job.images_unchanged, Job.images_missing, Job.images_unchanged_failed)
+            .where(Job.created_at >= since).order_by(Job.id)
         ).all()
         ids = [job.id for job in jobs]
         statuses = status_counts(connection, ids)
         per_model = connection.execute(
-            select(Model.name, Model.version, Face.label, func.count())
+            select(Model.id, Model.name, Model.version, Face.label, func.count())
             .select_from(Face).join(Image, Image.id == Face.image_id).join(Model, Model.id == Face.model_id)
             .where(Image.job_id.in_(ids))
-            .group_by(Model.name, Model.version, Face.label)
+            .group_by(Model.id, Model.name, Model.version, Face.label)
         ).all()
-        changes = _changes(connection, ids, sum(j.images_unchanged for j in jobs), sum(j.images_missing for j in jobs))
-    emotions = {name: 0 for name in CLASSES}
-    models: dict[tuple[str, str], dict[str, Any]] = {}
-    for name, version, label, count in per_model:
-        emotions[label] += count
-        entry = models.setdefault((name, version), {"name": name, "version": version, "faces": 0,
-                                                    "emotions": {c: 0 for c in CLASSES}})
+        images_per_model = dict(connection.execute(
+            select(Image.model_id, func.count()).where(Image.job_id.in_(ids), Image.status == "done")
+            .group_by(Image.model_id)
+        ).all())
+        scope = runs_scope(ids, model.id)
+        with_faces = _images_with_faces(connection, scope)
+        changes = _changes(connection, ids, sum(j.images_unchanged for j in jobs), sum(j.images_missing for j in jobs),
+                           sum(j.images_unchanged_failed or 0 for j in jobs))
+        failed = _failed_files(connection, scope)
+    models: dict[int, dict[str, Any]] = {}
+    for model_id, name, version, label, count in per_model:
+        entry = models.setdefault(model_id, {"name": name, "version": version, "images": int(images_per_model.get(model_id, 0)),
+                                             "faces": 0, "emotions": {c: 0 for c in CLASSES}})
         entry["faces"] += count
         entry["emotions"][label] += count
+    shown = models.get(model.id, {"faces": 0, "emotions": {c: 0 for c in CLASSES}})
+    done = int(images_per_model.get(model.id, 0))
     return {
         "since": since.isoformat(),
         "jobs": ids,
+        "roots": sorted({root for job in jobs for root in job.roots or []}),
         "images": _image_counts(statuses),
-        "faces": sum(emotions.values()),
-        "emotions": emotions,
+        "model": {"name": model.name, "version": model.version},
+        "model_note": model.note,
+        "faces": shown["faces"],
+        "emotions": dict(shown["emotions"]),
+        "images_with_faces": with_faces,
+        "images_without_faces": done - with_faces,
         "models": list(models.values()),
         "changes": changes,
+        "failed_files": failed,
     }
 
 
-def breakdown(engine: Engine, job_id: int, by: str) -> list[dict[str, Any]]:
-    """Images, faces and faces per emotion for each folder, or each day (file modification date, UTC)."""
+def _images_with_faces(connection: Connection, scope: Scope) -> int:
+    return int(connection.scalar(
+        select(func.count(func.distinct(Face.image_id))).join(Image, Image.id == Face.image_id)
+        .where(scope.done, scope.faces)
+    ) or 0)
+
+
+def _failed_files(connection: Connection, scope: Scope) -> list[dict[str, str]]:
+    return [{"path": row.path, "error": row.error or ""}
+            for row in connection.execute(select(Image.path, Image.error).where(scope.failed).order_by(Image.path))]
+
+
+def breakdown(engine: Engine, scope: Scope | int, by: str) -> list[dict[str, Any]]:
+    """Images, faces and faces per emotion for each folder, or each day (file modification date, UTC), of a report's
+    scope (an int: that job)."""
     if by not in ("folder", "day"):
         raise ValueError(f"cannot break a report down by {by!r}")
+    scope = job_scope(scope) if isinstance(scope, int) else scope
     query = (
         select(Image.id, Image.path, Image.mtime, Face.label)
-        .outerjoin(Face, Face.image_id == Image.id)
-        .where(Image.job_id == job_id, Image.status == "done")
+        .outerjoin(Face, (Face.image_id == Image.id) & scope.faces)
+        .where(scope.done)
     )
     groups: dict[str, dict[str, Any]] = {}
     seen: dict[str, set[int]] = {}
@@ -222,21 +259,15 @@ def breakdown(engine: Engine, job_id: int, by: str) -> list[dict[str, Any]]:
     return [groups[key] for key in sorted(groups)]
 
 
-def _latest_done_ids():
-    """The latest done row of each file per model version (the rows the whole-archive view counts)."""
-    return (
-        select(func.max(Image.id))
-        .where(Image.status == "done", Image.model_id.is_not(None))
-        .group_by(Image.path, Image.model_id)
-    )
-
-
-def archive_summary(engine: Engine) -> dict[str, Any]:
-    """The whole archive: every file's latest annotation per model version (files since gone left out),
-    with images, faces and emotions per model version and the date of the last run."""
+def archive_summary(engine: Engine, model: ModelChoice | None = None) -> dict[str, Any]:
+    """The whole archive: every file's latest annotation per model version (files since gone left out), with
+    images, faces and emotions of ``model`` (default: the latest recorded), totals per model version, the files
+    whose latest attempt failed, and the date of the last run."""
+    model = model or choose_model(engine, None, None)
+    scope = archive_scope(model.id)
     with engine.connect() as connection:
         latest = connection.execute(select(Job.id, Job.created_at).order_by(Job.id.desc()).limit(1)).first()
-        current = Image.id.in_(_latest_done_ids()) & Image.missing_at.is_(None)
+        current = Image.id.in_(latest_done_ids()) & Image.missing_at.is_(None)
         images = dict(connection.execute(
             select(Image.model_id, func.count()).where(current).group_by(Image.model_id)
         ).all())
@@ -251,35 +282,53 @@ def archive_summary(engine: Engine) -> dict[str, Any]:
             .where(current).group_by(Image.model_id, Face.label)
         ).all()
         names = {row.id: row for row in connection.execute(select(Model.id, Model.name, Model.version))}
+        failed = _failed_files(connection, scope)
+        roots = sorted({root for (job_roots,) in connection.execute(select(Job.roots)) for root in job_roots or []})
     models: dict[int, dict[str, Any]] = {}
     for model_id, count in sorted(images.items()):
         models[model_id] = {"name": names[model_id].name, "version": names[model_id].version, "images": int(count),
                             "images_with_faces": int(with_faces.get(model_id, 0)), "faces": 0,
                             "emotions": {name: 0 for name in CLASSES}}
-    emotions = {name: 0 for name in CLASSES}
     for model_id, label, count in labels:
         models[model_id]["faces"] += count
         models[model_id]["emotions"][label] += count
-        emotions[label] += count
-    total = sum(images.values())
+    shown = models.get(model.id, {"images": 0, "images_with_faces": 0, "faces": 0,
+                                  "emotions": {name: 0 for name in CLASSES}})
     return {
         "archive": True,
         "latest_job": latest.id if latest else None,
         "last_run": as_utc(latest.created_at).isoformat() if latest else None,
-        "images": {"total": int(total), "done": int(total), "failed": 0, "pending": 0},
-        "faces": sum(emotions.values()),
-        "emotions": emotions,
+        "roots": roots,
+        "model": {"name": model.name, "version": model.version},
+        "model_note": model.note,
+        "images": {"total": shown["images"] + len(failed), "done": shown["images"], "failed": len(failed),
+                   "pending": 0},
+        "faces": shown["faces"],
+        "emotions": dict(shown["emotions"]),
+        "images_with_faces": shown["images_with_faces"],
+        "images_without_faces": shown["images"] - shown["images_with_faces"],
         "models": list(models.values()),
+        "failed_files": failed,
     }
 
 
 @contextmanager
-def export_rows(engine: Engine, job_id: int, failed: bool) -> Iterator[tuple[list[str], Iterable[Sequence[Any]]]]:
-    """The columns and rows `fer export` writes: a job's faces (the face_annotations view), or its failed files."""
-    if failed:
+def export_rows(engine: Engine, job_id: int | None, failed: bool,
+                archive: ModelChoice | None = None) -> Iterator[tuple[list[str], Iterable[Sequence[Any]]]]:
+    """The columns and rows `fer export` writes: a job's faces (the face_annotations view), or its failed files;
+    with ``archive`` (and no job), the whole archive: each file's latest faces by that model version (the
+    latest_annotations view), or the files whose latest attempt failed."""
+    parameters: dict[str, Any] = {"job": job_id}
+    if archive is not None and failed:
+        query = select(Image.path, Image.error).where(archive_scope(archive.id).failed).order_by(Image.path)
+    elif archive is not None:
+        query = text("SELECT * FROM latest_annotations WHERE model = :name AND model_version = :version "
+                     "ORDER BY path, face_index")
+        parameters = {"name": archive.name, "version": archive.version}
+    elif failed:
         query = text("SELECT path, error FROM images WHERE job_id = :job AND status = 'failed' ORDER BY path")
     else:
         query = text("SELECT * FROM face_annotations WHERE job_id = :job ORDER BY path, face_index")
     with engine.connect() as connection:
-        result = connection.execute(query, {"job": job_id})
+        result = connection.execute(query, parameters)
         yield list(result.keys()), result

@@ -86,6 +86,23 @@ def due_today(schedule: ScheduleRow, now: dt.datetime) -> str | None:
     return today
 
 
+def next_run(schedule: ScheduleRow, now: dt.datetime) -> dt.datetime:
+    """When the schedule's next run starts, in its time zone: today's time when that run is due (missed, or
+    beat's next check starts it), else the next time of day that has not run yet and comes after its creation."""
+    tz = zone(schedule.timezone)
+    local_now = now.astimezone(tz)
+    hour, minute = map(int, schedule.at.split(":"))
+    today = local_now.date()
+    slot = dt.datetime.combine(today, dt.time(hour, minute), tzinfo=tz)
+    if due_today(schedule, now) is not None:
+        return slot
+    created = as_utc(schedule.created_at).astimezone(tz).replace(second=0, microsecond=0)
+    started_today = schedule.last_run_on is not None and schedule.last_run_on >= today.isoformat()
+    if local_now < slot and slot >= created and not started_today:
+        return slot
+    return dt.datetime.combine(today + dt.timedelta(days=1), dt.time(hour, minute), tzinfo=tz)
+
+
 def claim_run(engine: Engine, schedule_id: int, local_date: str) -> bool:
     """Mark today's run as started; False when another beat or worker claimed it first."""
     with engine.begin() as connection:

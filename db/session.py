@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.pool import NullPool
 
 from fer_model.files import data_home
 
@@ -121,3 +125,65 @@ def current_revision(engine: Engine) -> str | None:
 
 def head_revision() -> str | None:
     return ScriptDirectory.from_config(alembic_config(None)).get_current_head()  # type: ignore[arg-type]
+
+
+def known_revision(revision: str) -> bool:
+    """True when ``revision`` is one of this version's migrations."""
+    from alembic.util import CommandError
+
+    try:
+        return ScriptDirectory.from_config(alembic_config(None)).get_revision(revision) is not None  # type: ignore[arg-type]
+    except CommandError:
+        return False
+
+
+def stored_revision(url: URL) -> str | None:
+    """The schema revision recorded in the database (None: no fer-pipeline schema), read without writing
+    anything: no schema, journal mode or leftover file is created. SQLAlchemy errors say the server is unreachable."""
+    path = sqlite_path(url)
+    if path is not None:
+        with read_only_sqlite(path) as connection:
+            has_table = connection.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'").fetchone()
+            return connection.execute("SELECT version_num FROM alembic_version").fetchone()[0] if has_table else None
+    engine = create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 15})
+    try:
+        with engine.connect() as connection:
+            if not inspect(connection).has_table("alembic_version"):
+                return None
+            return connection.scalar(text("SELECT version_num FROM alembic_version"))
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def read_only_sqlite(path: Path, timeout: float = 60) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to the SQLite file at ``path`` that leaves no trace.
+
+    Reading a database in WAL mode creates its -wal and -shm files, and a read-only connection
+    cannot remove them when it closes. When they did not exist before, a plain connection is
+    opened and closed afterwards: SQLite removes them when the last connection closes (a writer
+    working meanwhile keeps them). Nothing in the database changes.
+    """
+    companions = [path.with_name(path.name + suffix) for suffix in ("-wal", "-shm")]
+    existed = any(companion.exists() for companion in companions)
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout)
+    try:
+        yield connection
+    finally:
+        connection.close()
+        if not existed and any(companion.exists() for companion in companions):
+            _close_last(path)
+
+
+def _close_last(path: Path) -> None:
+    try:
+        tidy = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True, timeout=1)
+    except sqlite3.Error:
+        return  # not writable here: the files stay, as with any read-only reader
+    try:
+        tidy.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+    except sqlite3.Error:
+        pass
+    finally:
+        tidy.close()

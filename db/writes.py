@@ -7,20 +7,33 @@ of adding copies, and a job's counts are recomputed from its images, never incre
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.incremental import RunPlan, model_id_for
 from db.models import ENDED_STATUSES, Face, Image, Job, Model, utcnow
+from db.overlap import RunStillGoing, overlapping_run
 from db.reads import status_counts
 from db.records import ImageResult, ModelIdentity
 from fer_model.classes import CLASSES
 
 
 INSERT_BATCH = 1000
+# PostgreSQL advisory lock taken while a job is recorded, so two runs starting at once cannot both
+# miss each other (on SQLite the job's INSERT takes the database's write lock first).
+JOB_START_LOCK = 0x66657231
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What listing the run's folders found besides image files: entries skipped, folders that could not be listed."""
+
+    skipped: int = 0
+    unlisted: list[tuple[str, str]] = field(default_factory=list)  # (folder, reason)
 
 
 def create_job(engine: Engine, roots: Sequence[str], options: dict[str, Any], paths: Iterable[str]) -> int:
@@ -29,16 +42,29 @@ def create_job(engine: Engine, roots: Sequence[str], options: dict[str, Any], pa
 
 
 def create_planned_job(
-    engine: Engine, roots: Sequence[str], options: dict[str, Any], plan: RunPlan, schedule_id: int | None = None
+    engine: Engine, roots: Sequence[str], options: dict[str, Any], plan: RunPlan, schedule_id: int | None = None,
+    listing: Listing | None = None,
 ) -> int:
-    """Record the job, its pending images and the missing marks, in one transaction."""
+    """Record the job, its pending images and the missing marks, in one transaction.
+
+    Raises RunStillGoing (and records nothing) when an unfinished job over overlapping roots exists: the
+    check runs inside the transaction that records the job, so of two runs starting at once one is refused.
+    """
+    listing = listing or Listing()
     with Session(engine) as session, session.begin():
+        if engine.dialect.name == "postgresql":
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": JOB_START_LOCK})
         job = Job(
             roots=list(roots), options=options, status="pending", images_total=len(plan.to_annotate),
-            images_unchanged=plan.unchanged, images_missing=plan.missing_paths, schedule_id=schedule_id,
+            images_unchanged=plan.unchanged, images_unchanged_failed=plan.unchanged_failed,
+            images_missing=plan.missing_paths, schedule_id=schedule_id, files_skipped=listing.skipped,
+            unlisted_folders=[list(item) for item in listing.unlisted] or None,
         )
         session.add(job)
-        session.flush()
+        session.flush()  # the first write: on SQLite it waits for, then holds, the database's write lock
+        running = overlapping_run(session.connection(), roots, exclude=job.id)
+        if running is not None:
+            raise RunStillGoing(*running)
         rows = [{"job_id": job.id, "path": path, "status": "pending", "change": change} for path, change in plan.to_annotate]
         for start in range(0, len(rows), INSERT_BATCH):
             session.execute(insert(Image), rows[start : start + INSERT_BATCH])
@@ -143,20 +169,18 @@ def _refresh_counts(connection: Connection, job_id: int) -> dict[str, int]:
     return counts
 
 
-def mark_job(engine: Engine, job_id: int, status: str, error: str | None = None) -> None:
-    """Set a job's status and its reason (e.g. 'interrupted' when its submission was cut short, 'failed' with why)."""
+def mark_job(engine: Engine, job_id: int, status: str, error: str | None = None, if_unfinished: bool = False) -> None:
+    """Set a job's status and its reason (e.g. 'interrupted' when its submission was cut short, 'failed' with why);
+    with ``if_unfinished``, only a job still pending or running changes."""
     values: dict[str, Any] = {"status": status, "error": error}
     if status in ENDED_STATUSES:
         values["finished_at"] = utcnow()
+    statement = update(Job).where(Job.id == job_id)
+    if if_unfinished:
+        statement = statement.where(Job.status.in_(("pending", "running")))
     with engine.begin() as connection:
-        connection.execute(update(Job).where(Job.id == job_id).values(**values))
+        connection.execute(statement.values(**values))
         _refresh_counts(connection, job_id)  # a run that stopped part-way counts what it did
-
-
-def set_files_skipped(engine: Engine, job_id: int, count: int) -> None:
-    """Record how many listed entries were not image files to annotate (folders named *.jpg, links, loops)."""
-    with engine.begin() as connection:
-        connection.execute(update(Job).where(Job.id == job_id).values(files_skipped=count))
 
 
 def cancel_job(engine: Engine, job_id: int) -> str | None:

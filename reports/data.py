@@ -1,4 +1,5 @@
-"""Everything the HTML report shows about a job, read from the database (and photo dates from the files)."""
+"""Everything the HTML report shows about a job, the runs since a date or the whole archive (a report's Scope),
+read from the database (and photo dates from the files)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import Engine, select
 
 from db.models import Face, Image, Model
 from db.reads import breakdown, job_summary
+from db.scopes import Scope, job_scope
 from fer_model.classes import CLASSES
 from reports.photo_dates import DateSource, photo_date
 from reports.thumbnails import Box
@@ -81,19 +83,26 @@ def collect_report(engine: Engine, job_id: int, faces_per_strip: int = FACES_PER
     summary = job_summary(engine, job_id)
     if summary is None:
         return None
+    return collect_scope_report(engine, summary, job_scope(job_id), faces_per_strip)
+
+
+def collect_scope_report(engine: Engine, summary: dict[str, Any], scope: Scope,
+                         faces_per_strip: int = FACES_PER_STRIP) -> ReportData:
+    """The report's data for the images of ``scope``, under the headline ``summary`` (a job's, the runs since a
+    date, or the whole archive's, from db.reads)."""
     return ReportData(
         summary=summary,
-        models=_models(engine, job_id, summary),
-        folders=breakdown(engine, job_id, "folder"),
-        dates=_photo_dates(engine, job_id),
-        confidences=_confidences(engine, job_id),
-        strips=[_strip(engine, job_id, label, summary["emotions"][label], faces_per_strip) for label in CLASSES],
-        failures=_failures(engine, job_id),
+        models=_models(engine, scope, summary),
+        folders=breakdown(engine, scope, "folder"),
+        dates=_photo_dates(engine, scope),
+        confidences=_confidences(engine, scope),
+        strips=[_strip(engine, scope, label, summary["emotions"][label], faces_per_strip) for label in CLASSES],
+        failures=_failures(engine, scope),
     )
 
 
-def _models(engine: Engine, job_id: int, summary: dict[str, Any]) -> list[ModelInfo]:
-    used = select(Face.model_id).join(Image).where(Image.job_id == job_id).distinct()
+def _models(engine: Engine, scope: Scope, summary: dict[str, Any]) -> list[ModelInfo]:
+    used = select(Face.model_id).join(Image).where(scope.done, scope.faces).distinct()
     with engine.connect() as connection:
         rows = connection.execute(select(Model).where(Model.id.in_(used)).order_by(Model.name, Model.version)).all()
     if not rows:  # no faces yet: name the model the job asked for
@@ -109,11 +118,11 @@ def _accuracy(metrics: dict[str, Any]) -> tuple[float | None, str | None]:
     return None, None
 
 
-def _photo_dates(engine: Engine, job_id: int) -> PhotoDates:
+def _photo_dates(engine: Engine, scope: Scope) -> PhotoDates:
     query = (
         select(Image.id, Image.path, Image.mtime, Face.label)
         .join(Face, Face.image_id == Image.id)
-        .where(Image.job_id == job_id, Image.status == "done")
+        .where(scope.done, scope.faces)
         .order_by(Image.id)
     )
     dates: dict[int, dt.datetime | None] = {}
@@ -139,20 +148,20 @@ def _photo_dates(engine: Engine, job_id: int) -> PhotoDates:
     return PhotoDates(unit, rows, {source: sources.get(source, 0) for source in ("exif", "file", "unknown")})
 
 
-def _confidences(engine: Engine, job_id: int) -> dict[str, list[float]]:
+def _confidences(engine: Engine, scope: Scope) -> dict[str, list[float]]:
     by_label: dict[str, list[float]] = {name: [] for name in CLASSES}
-    query = select(Face.label, Face.confidence).join(Image).where(Image.job_id == job_id)
+    query = select(Face.label, Face.confidence).join(Image).where(scope.done, scope.faces)
     with engine.connect() as connection:
         for label, confidence in connection.execute(query):
             by_label.setdefault(label, []).append(float(confidence))
     return by_label
 
 
-def _strip(engine: Engine, job_id: int, label: str, faces: int, size: int) -> EmotionStrip:
+def _strip(engine: Engine, scope: Scope, label: str, faces: int, size: int) -> EmotionStrip:
     base = (
         select(Face.id, Image.path, Face.label, Face.confidence, Face.x, Face.y, Face.w, Face.h)
         .join(Image)
-        .where(Image.job_id == job_id, Face.label == label)
+        .where(scope.done, scope.faces, Face.label == label)
     )
     with engine.connect() as connection:
         most = connection.execute(base.order_by(Face.confidence.desc(), Face.id).limit(size)).all()
@@ -167,10 +176,10 @@ def _face_ref(row: Any) -> FaceRef:
     return FaceRef(row.path, row.label, float(row.confidence), Box(row.x, row.y, row.w, row.h))
 
 
-def _failures(engine: Engine, job_id: int) -> list[FailedImage]:
+def _failures(engine: Engine, scope: Scope) -> list[FailedImage]:
     query = (
         select(Image.path, Image.error)
-        .where(Image.job_id == job_id, Image.status == "failed")
+        .where(scope.failed)
         .order_by(Image.path)
         .limit(MAX_FAILURES_LISTED)
     )

@@ -1,4 +1,5 @@
-"""Render a job's report as one self-contained HTML file: charts and thumbnails embedded, no server."""
+"""Render a report (a job's, the runs since a date, the whole archive) as one self-contained HTML file: charts
+and thumbnails embedded, no server."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from sqlalchemy import Engine
 
 from fer_model.classes import CLASSES
 from reports import charts
-from reports.data import EmotionStrip, FaceRef, ReportData, collect_report
+from db.scopes import Scope
+from reports.data import EmotionStrip, FaceRef, ReportData, collect_report, collect_scope_report
 from reports.paths import display_path, file_uri
 from reports.thumbnails import face_thumbnail
 
@@ -56,12 +58,30 @@ def build_html_report(engine: Engine, job_id: int) -> str | None:
     return None if data is None else render_html_report(data)
 
 
+def build_scope_html_report(engine: Engine, summary: dict[str, Any], scope: Scope) -> str:
+    """The HTML report of the images of ``scope`` under ``summary`` (db.reads: since_summary, archive_summary)."""
+    return render_html_report(collect_scope_report(engine, summary, scope))
+
+
+def heading(summary: dict[str, Any]) -> str:
+    """What the report is about, for its title: 'job 3', 'runs since ...', 'the whole archive'."""
+    model = summary.get("model") or {}
+    seen_by = f" (model {' '.join(str(part) for part in (model.get('name'), model.get('version')) if part)})" \
+        if model.get("name") else ""
+    if summary.get("archive"):
+        return f"the whole archive{seen_by}"
+    if "since" in summary:
+        return f"runs since {_when(summary['since'])}{seen_by}"
+    return f"job {summary['job']}"
+
+
 def render_html_report(data: ReportData) -> str:
     roots = list(data.summary["roots"] or [])
     folders = sorted(data.folders, key=lambda row: (-row["faces"], row["folder"]))
     charted = [row for row in folders if row["faces"]][:MAX_FOLDERS_CHARTED]
     context: dict[str, Any] = {
         "data": data,
+        "heading": heading(data.summary),
         "summary": data.summary,
         "classes": CLASSES,
         "colors": charts.EMOTION_COLORS,

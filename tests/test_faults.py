@@ -8,6 +8,7 @@ service it disturbed.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -136,7 +137,7 @@ def worker(database: str, log: Path, *, concurrency: int = 1, pool: str = "solo"
 def _submit(archive: Path, database: str, *extra: str) -> int:
     result = CliRunner().invoke(fer, ["submit", str(archive), "--db", database, "--chunk-size", "2", *extra])
     assert result.exit_code == 0, result.output
-    return int(result.output.strip().splitlines()[-1])
+    return int(re.search(r"Job (\d+) queued", result.output).group(1))
 
 
 def _counts(database: str, job: int) -> dict[str, int]:
@@ -323,3 +324,29 @@ def test_retry_of_an_unknown_job_and_without_a_broker_are_clear_errors(tmp_path,
     result = CliRunner().invoke(fer, ["submit", str(folder), "--db", database])
     assert result.exit_code == 1 and "cannot reach the broker" in result.output
     assert "s3cret-password" not in result.output  # credentials are never echoed
+
+
+def test_a_worker_on_another_database_leaves_the_chunks_queued_and_status_says_why(fault_archive, postgres_url,
+                                                                                  broker, tmp_path):
+    database = _database_ready(postgres_url)
+    elsewhere = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    log = tmp_path / "wrong-worker.log"
+    with worker(elsewhere, log, env={"FER_REFUSED_TASK_PAUSE": "1"}):
+        job = _submit(fault_archive, database, "--chunk-size", "20")
+        _wait(lambda: "refused" in log.read_text(), 60, "the worker did not refuse:\n" + log.read_text()[-3000:])
+        waited = subprocess.run(
+            [sys.executable, "-m", "cli.main", "status", str(job), "--wait", "--timeout", "6", "--db", database],
+            cwd=REPO_ROOT, env={**os.environ, "FER_NO_WORKER_SECONDS": "2"}, capture_output=True, text=True,
+            timeout=120,
+        )
+        assert waited.returncode == 75, waited.stderr
+        said = " ".join((waited.stdout + waited.stderr).split())
+        assert f"Job {job} is not moving: a worker connected to another database refused this job's tasks" in said
+        assert f"Error: job {job} has not finished after 6 s: a worker connected to another database refused" in said
+        assert "point that worker's FER_DATABASE_URL (or --db) here" in said
+        assert _job_status(database, job) == "pending"
+    # The worker is fixed (a worker on the job's database starts): the chunks were kept, no `fer retry` needed.
+    fixed = tmp_path / "worker.log"
+    with worker(database, fixed):
+        _wait_finished(database, job, fixed)
+    _assert_exactly_once(database, job, 40)

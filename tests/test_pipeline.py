@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -151,7 +152,7 @@ def test_distributed_run_matches_the_local_one(archive, local_run, postgres_url,
     try:
         result = CliRunner().invoke(fer, ["submit", str(archive), "--db", postgres_url, "--chunk-size", "3"])
         assert result.exit_code == 0, result.output
-        job = int(result.output.strip().splitlines()[-1])
+        job = int(re.search(r"Job (\d+) queued", result.output).group(1))
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             status = CliRunner().invoke(fer, ["report", str(job), "--format", "json", "--db", postgres_url])

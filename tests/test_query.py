@@ -175,6 +175,10 @@ def test_postgresql_statements_that_write_from_a_read_are_refused(postgres_url):
     ):
         result = _run(sql, "--db", database_url)
         assert result.exit_code == 1 and "read-only" in result.output, (sql, result.output)
+    # The database's own words name the wrong statement ("cannot execute SELECT in a read-only transaction").
+    result = _run("WITH gone AS (DELETE FROM faces RETURNING id) SELECT COUNT(*) FROM gone", "--db", database_url)
+    assert result.output == ("Error: refused: fer query is read-only: writes are refused, and this statement would "
+                             "write\n")
     assert _snapshot(database_url) == before
 
 

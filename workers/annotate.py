@@ -217,7 +217,10 @@ def _detect_one(
             pixels = min_face_pixels(min_face, *_image_size(path)) if isinstance(min_face, str) else min_face
             loaded = read_for_detection(path, pixels, detector.window)
     except ImageReadError as error:
-        return ImageResult(image_id, "failed", error=str(error))
+        if not error.content:
+            return ImageResult(image_id, "failed", error=str(error))
+        # Read, and bad: its size, time and hash let an incremental run tell that it has not changed since.
+        return ImageResult(image_id, "failed", error=str(error), size=stat.st_size, mtime=stat.st_mtime, sha256=sha256)
     except FileNotFoundError:
         return ImageResult(image_id, "failed", error="file not found (deleted or moved since it was listed)")
     except OSError as error:

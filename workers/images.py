@@ -21,7 +21,15 @@ EXIF_ORIENTATION = 0x0112
 
 
 class ImageReadError(Exception):
-    """The file cannot be read as an image; the message says why, for the database and the user."""
+    """The file cannot be read as an image; the message says why, for the database and the user.
+
+    ``content`` is False when the file could not be opened (gone, permission denied) rather than
+    read and found bad: only a bad content is sure to fail again while the file is unchanged.
+    """
+
+    def __init__(self, message: str, content: bool = True):
+        super().__init__(message)
+        self.content = content
 
 
 @dataclass(frozen=True)
@@ -59,11 +67,11 @@ def read_image(
     except ImageReadError:
         raise
     except FileNotFoundError:
-        raise ImageReadError("file not found (deleted or moved since it was listed)") from None
+        raise ImageReadError("file not found (deleted or moved since it was listed)", content=False) from None
     except PermissionError:
-        raise ImageReadError("permission denied") from None
+        raise ImageReadError("permission denied", content=False) from None
     except IsADirectoryError:
-        raise ImageReadError("is a directory, not an image") from None
+        raise ImageReadError("is a directory, not an image", content=False) from None
     except UnidentifiedImageError:
         raise ImageReadError(_unidentified_message(path)) from None
     except Image.DecompressionBombError as error:

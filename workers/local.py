@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import multiprocessing
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
@@ -20,6 +21,7 @@ from workers.annotate import DetectedImages, StageSeconds, classify_detected
 from workers.classifier import EmotionClassifier, backend_for, get_classifier
 from workers.options import JobOptions
 from workers.chunks import DetectedChunk, detect_chunk, engine_for, init_process, one_opencv_thread, write_chunk
+from workers.stop_signals import CHECK_SECONDS, StopRequest, deferred_stop
 
 # Detection work is handed out in pieces of about 1/PIECES_PER_PROCESS of a process's
 # share, so the processes finish together even when a few large photos take seconds each.
@@ -51,40 +53,53 @@ def run_locally(
     for index, _ in pieces:
         left[index] += 1
     found: dict[int, list[DetectedChunk]] = {}
-    pool = _detection_pool(processes)
-    loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-model")
-    try:
-        futures = {pool.submit(detect_chunk, database_url, job_id, ids, options): index for index, ids in pieces}
-        # Only now, with every detection process started (forked), may this process import TensorFlow.
-        backend = backend_for()
-        model: Future[EmotionClassifier] = loader.submit(get_classifier, JobOptions.from_dict(options).model, backend)
-        pending = set(futures)
-        while pending:
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            complete: list[tuple[int, DetectedChunk]] = []
-            for future in finished:
-                index = futures[future]
-                piece = future.result()
-                if piece is not None:
-                    found.setdefault(index, []).append(piece)
-                left[index] -= 1
-                if left[index] == 0:
-                    merged = merge_pieces(found.pop(index, []))
-                    if merged is None:  # nothing was pending in this chunk
+    # Ctrl-C and SIGTERM are taken between steps (workers.stop_signals); the detection processes ignore them.
+    with deferred_stop() as stop:
+        pool = _detection_pool(processes)
+        loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-model")
+        try:
+            futures = {pool.submit(detect_chunk, database_url, job_id, ids, options): index for index, ids in pieces}
+            stop.check()
+            # Only now, with every detection process started (forked), may this process import TensorFlow.
+            backend = backend_for()
+            model: Future[EmotionClassifier] = loader.submit(get_classifier, JobOptions.from_dict(options).model,
+                                                             backend)
+            pending = set(futures)
+            while pending:
+                finished, pending = wait(pending, timeout=CHECK_SECONDS, return_when=FIRST_COMPLETED)
+                stop.check()
+                complete: list[tuple[int, DetectedChunk]] = []
+                for future in finished:
+                    index = futures[future]
+                    piece = future.result()
+                    if piece is not None:
+                        found.setdefault(index, []).append(piece)
+                    left[index] -= 1
+                    if left[index] == 0:
+                        merged = merge_pieces(found.pop(index, []))
+                        if merged is None:  # nothing was pending in this chunk
+                            _done(on_chunk_done, len(chunks[index]))
+                        else:
+                            complete.append((index, merged))
+                if complete:
+                    _classify_and_write(database_url, job_id, [chunk for _, chunk in complete], model, seconds, stop)
+                    for index, _ in complete:
                         _done(on_chunk_done, len(chunks[index]))
-                    else:
-                        complete.append((index, merged))
-            if complete:
-                _classify_and_write(database_url, job_id, [chunk for _, chunk in complete], model, seconds)
-                for index, _ in complete:
-                    _done(on_chunk_done, len(chunks[index]))
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    finally:
-        loader.shutdown(wait=False)
-    pool.shutdown(wait=True)
+        except BaseException:
+            _stop(pool)
+            raise
+        finally:
+            loader.shutdown(wait=False)
+        pool.shutdown(wait=True)
     return seconds
+
+
+def _loaded(model: Future[EmotionClassifier], stop: StopRequest) -> Future[EmotionClassifier]:
+    """``model`` once it has loaded (or failed to), waiting in steps that Ctrl-C can end."""
+    while not model.done():
+        wait([model], timeout=CHECK_SECONDS)
+        stop.check()
+    return model
 
 
 def _done(on_chunk_done: Callable[[int], None] | None, images: int) -> None:
@@ -93,11 +108,11 @@ def _done(on_chunk_done: Callable[[int], None] | None, images: int) -> None:
 
 
 def _classify_and_write(database_url: str, job_id: int, chunks: list[DetectedChunk],
-                        model: Future[EmotionClassifier], seconds: StageSeconds) -> None:
+                        model: Future[EmotionClassifier], seconds: StageSeconds, stop: StopRequest) -> None:
     """All faces of the chunks in one model call, then one transaction per chunk."""
     classify = StageSeconds()
     if any(len(chunk.detected.faces) for chunk in chunks):
-        classify_detected([chunk.detected for chunk in chunks], model.result(), classify)
+        classify_detected([chunk.detected for chunk in chunks], _loaded(model, stop).result(), classify)
     seconds.add(classify.as_dict())
     for chunk in chunks:
         write_chunk(database_url, job_id, chunk)
@@ -140,4 +155,24 @@ def _detection_pool(processes: int) -> Executor:
     # where it is (an embedding program, the tests), spawn gives fresh interpreters.
     method = "fork" if "tensorflow" not in sys.modules and "fork" in multiprocessing.get_all_start_methods() else "spawn"
     return ProcessPoolExecutor(max_workers=processes, mp_context=multiprocessing.get_context(method),
-                               initializer=init_process)
+                               initializer=init_detection_process)
+
+
+def init_detection_process() -> None:
+    """A detection process ignores Ctrl-C and SIGTERM, which the terminal sends to the whole process group:
+    the parent alone handles them (it marks the job) and stops its processes itself (`_stop`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    init_process()
+
+
+def _stop(pool: Executor) -> None:
+    """Cancel the work not started and end the detection processes now, mid-piece: they ignore SIGINT and
+    SIGTERM, so they are killed; their pieces are written by nobody and stay pending for `fer retry`."""
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # a ProcessPoolExecutor's processes
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        if process.is_alive():
+            process.kill()
+    for process in workers:
+        process.join(timeout=5)

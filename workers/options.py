@@ -25,6 +25,7 @@ class JobOptions:
     allowed_roots: tuple[str, ...] = ()
     extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
     recursive: bool = True
+    retry_failed: bool = False  # incremental runs: annotate again unchanged files whose latest attempt failed
     extra: dict[str, Any] = field(default_factory=dict)  # other keys (the model's name and version), kept as they are
 
     @classmethod
@@ -49,4 +50,6 @@ class JobOptions:
             data["extensions"] = list(self.extensions)
         if not self.recursive:
             data["recursive"] = False
+        if self.retry_failed:
+            data["retry_failed"] = True
         return {**data, **self.extra}

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,11 +25,12 @@ class PipelineError(Exception):
 
 
 class NotStarted(PipelineError):
-    """Another run over the same folders is still going: job ``job_id``."""
+    """Another run over overlapping folders is still going: job ``job_id`` over ``roots``."""
 
-    def __init__(self, message: str, job_id: int):
+    def __init__(self, message: str, job_id: int, roots: Sequence[str] = ()):
         super().__init__(message)
         self.job_id = job_id
+        self.roots = list(roots)
 
 
 class Interrupted(PipelineError):
@@ -54,12 +57,14 @@ class FollowProgress(Protocol):
 
 @dataclass
 class Found:
-    """The image files under the folders given, and the entries skipped as not image files (path, reason)."""
+    """The image files under the folders given, the entries skipped as not image files (path, reason), and the
+    folders that could not be listed (path, reason)."""
 
     paths: tuple[str, ...]
     files: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     ext: str = ",".join(JobOptions.extensions)
+    unlisted: list[tuple[str, str]] = field(default_factory=list)
 
 
 def find_files(paths: Sequence[str], recursive: bool, ext: str, follow_symlinks: bool = False) -> Found:
@@ -68,12 +73,13 @@ def find_files(paths: Sequence[str], recursive: bool, ext: str, follow_symlinks:
     from workers.discovery import DiscoveryError, find_images, parse_extensions
 
     skipped: list[tuple[str, str]] = []
+    unlisted: list[tuple[str, str]] = []
     try:
         files = list(find_images(paths, recursive=recursive, extensions=parse_extensions(ext),
-                                 follow_symlinks=follow_symlinks, skipped=skipped))
+                                 follow_symlinks=follow_symlinks, skipped=skipped, unlisted=unlisted))
     except DiscoveryError as error:
         raise PipelineError(str(error)) from error
-    return Found(tuple(paths), files, skipped, ext)
+    return Found(tuple(paths), files, skipped, ext, unlisted)
 
 
 def check_model(model: str) -> None:
@@ -113,30 +119,72 @@ def start_job(engine: Engine, found: Found, options: dict[str, Any], schedule_id
     """Record the job (a full pass, or an incremental run of what changed), by a schedule when ``schedule_id``
     is given; returns the PreparedJob."""
     from db.incremental import STALE_RUN_HOURS
-    from db.writes import set_files_skipped
-    from workers.submission import NoImages, RunStillGoing, prepare_job
+    from db.overlap import RunStillGoing
+    from workers.submission import Listing, NoImages, prepare_job
 
+    listing = Listing(len(found.skipped), found.unlisted)
     try:
-        job = prepare_job(engine, [os.path.abspath(p) for p in found.paths], found.files, options, schedule_id=schedule_id)
+        job = prepare_job(engine, [os.path.abspath(p) for p in found.paths], found.files, options,
+                          schedule_id=schedule_id, listing=listing)
     except NoImages:
-        raise PipelineError(f"no images found in {', '.join(found.paths)} (extensions: {found.ext})") from None
+        unlisted = "".join(f"; {path}: {reason}" for path, reason in found.unlisted)
+        raise PipelineError(f"no images found in {', '.join(found.paths)} (extensions: {found.ext}){unlisted}") from None
     except RunStillGoing as error:
         raise NotStarted(
-            f"not started: job {error.job_id} over the same folders is still running (it counts as running until "
-            f"{STALE_RUN_HOURS:g} h without progress). If its process died, end it with "
-            f"`fer cancel {error.job_id}` or finish it with `fer retry {error.job_id} --local`.",
-            error.job_id,
+            f"not started: job {error.job_id} over {', '.join(error.roots)} is still running, and this run's folders "
+            f"overlap it (a job counts as running until {STALE_RUN_HOURS:g} h without progress). If its process died, "
+            f"end it with `fer cancel {error.job_id}` or finish it with `fer retry {error.job_id} --local`.",
+            error.job_id, error.roots,
         ) from None
-    if found.skipped:
-        set_files_skipped(engine, job.job_id, len(found.skipped))
     return job
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM stops the block as Ctrl-C does (KeyboardInterrupt), so either ends the job the same way."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Ctrl-C and SIGTERM wait while the block records how a run ended (a second Ctrl-C must not cut that short)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def interrupted(engine: Engine, job_id: int, resume_command: str) -> Interrupted:
+    """Mark the job interrupted unless it has already ended (finished, or failed with its reason); the error to raise."""
+    from db.writes import mark_job
+
+    with interrupts_held():
+        mark_job(engine, job_id, "interrupted", "interrupted (Ctrl-C or SIGTERM)", if_unfinished=True)
+    return Interrupted(f"interrupted; job {job_id} keeps what was finished; finish it with `{resume_command}`")
 
 
 def run_locally(engine: Engine, database_url: str, job_id: int, ids: list[int], options: dict[str, Any],
                 processes: int, progress: RunProgress, resume_command: str | None = None):
     """Run the images' chunks in local processes; returns the StageSeconds.
 
-    Ctrl-C marks the job interrupted; any other error marks it failed with the reason, in one line.
+    Ctrl-C or SIGTERM marks the job interrupted; any other error marks it failed with the reason, in one
+    line. The detection processes ignore both signals (a terminal sends Ctrl-C to all of them): this process
+    stops them.
     """
     from workers.chunking import chunked
     from workers.chunks import failure_reason
@@ -146,17 +194,17 @@ def run_locally(engine: Engine, database_url: str, job_id: int, ids: list[int], 
     resume_command = resume_command or f"fer retry {job_id} --local"
     job = JobOptions.from_dict(options)
     chunks = chunked(ids, job.chunk_size)
-    progress.start(len(ids), f"job {job_id}: loading model {job.model} and detector {job.detector} ...")
     try:
-        return run_chunks(database_url, job_id, chunks, options, min(processes, len(ids)),
-                          on_chunk_done=lambda images: progress.advance(images, f"job {job_id}"))
+        with sigterm_as_interrupt():
+            progress.start(len(ids), f"job {job_id}: loading model {job.model} and detector {job.detector} ...")
+            return run_chunks(database_url, job_id, chunks, options, min(processes, len(ids)),
+                              on_chunk_done=lambda images: progress.advance(images, f"job {job_id}"))
     except KeyboardInterrupt:
-        mark_job(engine, job_id, "interrupted", "interrupted (Ctrl-C or SIGTERM)")
-        raise Interrupted(f"interrupted; job {job_id} keeps what was finished; finish it with `{resume_command}`") \
-            from None
+        raise interrupted(engine, job_id, resume_command) from None
     except Exception as error:  # noqa: BLE001 - whatever stopped the run ends the job, with its reason
-        reason = failure_reason(error)
-        mark_job(engine, job_id, "failed", reason)
+        with interrupts_held():
+            reason = failure_reason(error)
+            mark_job(engine, job_id, "failed", reason)
         raise PipelineError(f"job {job_id} failed: {reason}. It keeps what was finished; fix the cause and finish it "
                             f"with `{resume_command}` (it takes --detector, --model, --min-face)") from error
 
@@ -190,9 +238,12 @@ def annotate_folder(engine: Engine, database_url: str, found: Found, options: di
     started = time.monotonic()
     job = start_job(engine, found, options)
     stage_seconds = StageSeconds()
-    if job.image_ids:
-        stage_seconds = run_locally(engine, database_url, job.job_id, job.image_ids, options, processes, progress)
-    finish_job_if_complete(engine, job.job_id)
+    try:
+        if job.image_ids:
+            stage_seconds = run_locally(engine, database_url, job.job_id, job.image_ids, options, processes, progress)
+        finish_job_if_complete(engine, job.job_id)
+    except KeyboardInterrupt:  # between the steps: the job is recorded, so it ends as interrupted too
+        raise interrupted(engine, job.job_id, f"fer retry {job.job_id} --local") from None
     summary = job_summary(engine, job.job_id)
     summary["seconds"] = round(time.monotonic() - started, 2)
     summary["stage_seconds"] = stage_seconds.as_dict()
@@ -200,11 +251,11 @@ def annotate_folder(engine: Engine, database_url: str, found: Found, options: di
     return summary
 
 
-def submit_folder(engine: Engine, found: Found, options: dict[str, Any]) -> int:
-    """Record a job for the files found and queue it for workers; returns the job's id."""
+def submit_folder(engine: Engine, found: Found, options: dict[str, Any]):
+    """Record a job for the files found and queue it for workers; returns the PreparedJob (id, images queued)."""
     job = start_job(engine, found, options)
     queue_job(engine, job.job_id, job.image_ids, options)
-    return job.job_id
+    return job
 
 
 def retry_options(engine: Engine, job_id: int, changes: dict[str, Any]) -> dict[str, Any]:
@@ -294,11 +345,24 @@ def workers_answering() -> bool | None:
         return None
 
 
+def refused_reason(engine: Engine, job_id: int) -> str | None:
+    """Why the workers do not take this job's tasks, when a worker connected to another database refused them
+    (a note on the broker); None otherwise."""
+    from db.reads import database_identity
+    from workers.celery_app import broker_url
+    from workers.refusals import refusal, refusal_message
+
+    use_broker(None)
+    note = refusal(broker_url(), database_identity(engine), job_id)
+    return refusal_message(note) if note else None
+
+
 def follow_job(engine: Engine, job_id: int, progress: FollowProgress, poll: float = 1.0,
                timeout: float | None = None) -> bool:
     """Follow a job until it ends; True when it ended, False at ``timeout`` seconds.
 
-    When nothing has moved for FER_NO_WORKER_SECONDS (30) and no worker answers a ping, warn once.
+    When nothing has moved for FER_NO_WORKER_SECONDS (30), warn once: that a worker connected to another
+    database refused its tasks, or that no worker answers a ping.
     """
     from kombu.utils.url import maybe_sanitize_url
 
@@ -320,7 +384,11 @@ def follow_job(engine: Engine, job_id: int, progress: FollowProgress, poll: floa
             return True
         now = time.monotonic()
         if not warned and now - last_change >= _no_worker_seconds():
-            answering = workers_answering()
+            refused = refused_reason(engine, job_id)
+            if refused:
+                warned = True
+                progress.warn(f"Job {job_id} is not moving: {refused}.")
+            answering = True if refused else workers_answering()
             if not answering:
                 warned = True
                 progress.warn(

@@ -34,7 +34,7 @@ def start_due_runs(engine: Engine, enqueue, now: dt.datetime | None = None) -> l
             found = find_files([schedule.root], listing.recursive, ",".join(listing.extensions), listing.follow_symlinks)
             job = start_job(engine, found, options, schedule_id=schedule.id)
         except NotStarted as error:
-            outcome.update(skipped=f"job {error.job_id} over {schedule.root} is still running")
+            outcome.update(skipped=f"job {error.job_id} over {', '.join(error.roots)} is still running")
         except PipelineError as error:
             outcome.update(skipped=str(error))
         except Exception as error:  # noqa: BLE001 - one broken schedule must not stop the others

@@ -13,23 +13,16 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from db.incremental import FileState, RunPlan, model_id_for, plan_run, running_job_over
+from db.incremental import FileState, RunPlan, model_id_for, plan_run
+from db.overlap import RunStillGoing, overlapping_run
 from db.reads import image_ids
-from db.writes import create_job, create_planned_job, finish_job_if_complete
+from db.writes import Listing, create_planned_job, finish_job_if_complete
 from workers.classifier import model_identity
 from workers.options import JobOptions
 
 
 class NoImages(Exception):
     """Nothing to record: no image files, and (incremental) none known there that went missing."""
-
-
-class RunStillGoing(Exception):
-    """An earlier incremental run over the same roots has not finished."""
-
-    def __init__(self, job_id: int):
-        super().__init__(f"job {job_id} over the same folders is still running")
-        self.job_id = job_id
 
 
 @dataclass
@@ -57,27 +50,32 @@ def prepare_job(
     files: Sequence[str],
     options: dict[str, Any],
     schedule_id: int | None = None,
+    listing: Listing | None = None,
 ) -> PreparedJob:
     """Record the job. With ``options['incremental']``, only new and changed files become work.
 
-    Raises RunStillGoing when an incremental run over the same roots is still going, and
-    NoImages when there is nothing to record (an emptied folder still records its missing files).
+    Raises RunStillGoing when an unfinished run over overlapping roots is still going (checked before
+    planning, and again as the job is recorded), and NoImages when there is nothing to record (an
+    emptied folder still records its missing files).
     """
-    if not JobOptions.from_dict(options).incremental:
+    with engine.connect() as connection:
+        running = overlapping_run(connection, roots)
+    if running is not None:
+        raise RunStillGoing(*running)
+    job = JobOptions.from_dict(options)
+    if not job.incremental:
         if not files:
             raise NoImages
-        job_id = create_job(engine, roots, options, files)
-        return PreparedJob(job_id, image_ids(engine, job_id), None)
-    running = running_job_over(engine, roots)
-    if running is not None:
-        raise RunStillGoing(running)
-    identity = model_identity(JobOptions.from_dict(options).model)
-    options = {**options, "model_name": identity.name, "model_version": identity.version}
-    plan = plan_run(engine, roots, file_states(files), model_id_for(engine, identity.name, identity.version))
-    if not files and not plan.missing_ids:
-        raise NoImages
-    job_id = create_planned_job(engine, roots, options, plan, schedule_id)
+        plan = RunPlan(to_annotate=[(path, None) for path in files])
+    else:
+        identity = model_identity(job.model)
+        options = {**options, "model_name": identity.name, "model_version": identity.version}
+        plan = plan_run(engine, roots, file_states(files), model_id_for(engine, identity.name, identity.version),
+                        retry_failed=job.retry_failed)
+        if not files and not plan.missing_ids:
+            raise NoImages
+    job_id = create_planned_job(engine, roots, options, plan, schedule_id, listing)
     ids = image_ids(engine, job_id)
     if not ids:
         finish_job_if_complete(engine, job_id)
-    return PreparedJob(job_id, ids, plan)
+    return PreparedJob(job_id, ids, plan if job.incremental else None)
