@@ -25,7 +25,7 @@ def test_help_lists_the_commands():
         "submit", "worker",
     ]
     result = CliRunner().invoke(fer, ["model", "--help"])
-    assert _listed_commands(result.output) == ["calibrate", "evaluate", "list", "train"]
+    assert _listed_commands(result.output) == ["calibrate", "ensemble", "evaluate", "list", "pack-run", "soft-labels", "train"]
 
 
 def test_model_list_shows_committed_models_with_card_metrics():
