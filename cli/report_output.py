@@ -225,7 +225,7 @@ def _report_table(summary: dict[str, Any]) -> Table:
         title = f"Since {summary['since']}, {_model_name(summary)}"
     else:
         title = f"Job {summary['job']} ({summary['status']})"
-    table = Table(title=title)
+    table = Table(title=title, min_width=len(title) + 4)  # the title on one line
     if summary.get("rows") is not None:
         by = summary["by"]
         # A light frame, one space between columns: the folder column keeps about 35 of 80 columns.

@@ -84,7 +84,7 @@ class UnknownModel(Exception):
 
 
 def used_models(engine: Engine) -> list[tuple[int, str, str]]:
-    """(id, name, version) of every model version recorded here, the latest used last."""
+    """(id, name, version) of every model version recorded here, in the order they were first used."""
     with engine.connect() as connection:
         return [tuple(row) for row in connection.execute(select(Model.id, Model.name, Model.version).order_by(Model.id))]
 
@@ -94,7 +94,7 @@ def choose_model(engine: Engine, wanted: str | None, identity: tuple[str, str] |
     ``identity`` (name, version: the default model's) when it annotated something here, else the latest used.
 
     A name with several versions here means the version ``identity`` names when it is among them, else the
-    latest used. Raises UnknownModel when ``wanted`` matches nothing.
+    last one recorded. Raises UnknownModel when ``wanted`` matches nothing.
     """
     models = used_models(engine)
     if wanted:
@@ -112,7 +112,10 @@ def choose_model(engine: Engine, wanted: str | None, identity: tuple[str, str] |
             return ModelChoice(*found)
     if not models:
         return ModelChoice(None, identity[0] if identity else "default", identity[1] if identity else None)
-    latest = models[-1]
+    with engine.connect() as connection:
+        last_used = connection.scalar(
+            select(Image.model_id).where(Image.status == "done").order_by(Image.id.desc()).limit(1))
+    latest = next((m for m in models if m[0] == last_used), models[-1])
     note = (f"the default model {identity[0]} {identity[1]} has annotated nothing here; showing {latest[1]} "
             f"{latest[2]}, the latest used" if identity else None)
     return ModelChoice(*latest, note=note)

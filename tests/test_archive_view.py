@@ -193,3 +193,15 @@ def test_export_all_writes_the_whole_archive_to_a_file_or_stdout(two_models, tmp
         os.chdir(cwd)
     assert latest.startswith("path,job_id,") and len(latest.splitlines()) == default["faces"] + 1
     assert not (tmp_path / "-").exists()
+
+
+def test_without_the_default_model_the_archive_shows_the_latest_used_and_says_so(archive, tmp_path):
+    url = f"sqlite:///{tmp_path / 'fer.db'}"
+    seed = annotate(archive / "trip", url, "--model", "seed")
+    whole = json.loads(run("report", "--all", "--format", "json", "--db", url).output)
+    assert whole["model"] == seed["model"] and whole["faces"] == seed["faces"]
+    assert whole["model_note"].startswith(f"the default model {default_model_name()} ")
+    assert whole["model_note"].endswith(f"has annotated nothing here; showing seed {seed['model']['version']}, "
+                                        "the latest used")
+    table = " ".join(run("report", "--all", "--db", url).output.split())
+    assert f"Note: {whole['model_note']}" in table

@@ -134,6 +134,10 @@ def test_annotate_walks_folders_named_like_images_and_fails_partly_on_an_unliste
            "denied" in flat
     status = CliRunner().invoke(fer, ["status", "--db", url]).output
     assert status.startswith("job 1: finished; 3/3 images") and "1 folder could not be listed" in status
+    page = shared_dir / "report.html"
+    assert CliRunner().invoke(fer, ["report", "--format", "html", "-o", str(page), "--db", url]).exit_code == 0
+    assert f"<tr><td>{archive / 'locked'}</td><td class=\"error\">folder cannot be listed: permission denied</td></tr>" \
+        in page.read_text()
 
     # The next run: what was annotated inside is not taken as missing while the folder cannot be listed.
     (archive / "locked").chmod(0o777)

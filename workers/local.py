@@ -53,7 +53,7 @@ def run_locally(
     for index, _ in pieces:
         left[index] += 1
     found: dict[int, list[DetectedChunk]] = {}
-    # Ctrl-C and SIGTERM are taken between steps (workers.stop_signals); the detection processes ignore them.
+    # Ctrl-C and SIGTERM are taken between steps (workers.stop_signals); the detection processes ignore Ctrl-C.
     with deferred_stop() as stop:
         pool = _detection_pool(processes)
         loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-model")
@@ -159,16 +159,17 @@ def _detection_pool(processes: int) -> Executor:
 
 
 def init_detection_process() -> None:
-    """A detection process ignores Ctrl-C and SIGTERM, which the terminal sends to the whole process group:
-    the parent alone handles them (it marks the job) and stops its processes itself (`_stop`)."""
+    """A detection process ignores Ctrl-C, which a terminal sends to the whole process group: the parent alone
+    handles it (it marks the job) and stops its processes itself (`_stop`). SIGTERM ends it as usual (the
+    handler the parent had when it forked is not its own)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     init_process()
 
 
 def _stop(pool: Executor) -> None:
-    """Cancel the work not started and end the detection processes now, mid-piece: they ignore SIGINT and
-    SIGTERM, so they are killed; their pieces are written by nobody and stay pending for `fer retry`."""
+    """Cancel the work not started and end the detection processes now, mid-piece (they ignore SIGINT, so they
+    are killed); their pieces are written by nobody and stay pending for `fer retry`."""
     workers = list((getattr(pool, "_processes", None) or {}).values())  # a ProcessPoolExecutor's processes
     pool.shutdown(wait=False, cancel_futures=True)
     for process in workers:

@@ -183,8 +183,7 @@ def run_locally(engine: Engine, database_url: str, job_id: int, ids: list[int], 
     """Run the images' chunks in local processes; returns the StageSeconds.
 
     Ctrl-C or SIGTERM marks the job interrupted; any other error marks it failed with the reason, in one
-    line. The detection processes ignore both signals (a terminal sends Ctrl-C to all of them): this process
-    stops them.
+    line. The detection processes ignore Ctrl-C (a terminal sends it to all of them): this process stops them.
     """
     from workers.chunking import chunked
     from workers.chunks import failure_reason
@@ -214,18 +213,14 @@ def queue_job(engine: Engine, job_id: int, ids: list[int], options: dict[str, An
     from db.writes import mark_job
     from workers.queueing import queue_chunks_for
 
-    def stop(signum, frame):
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, stop)
     try:
-        queue_chunks_for(engine)(job_id, ids, options)
+        with sigterm_as_interrupt():
+            queue_chunks_for(engine)(job_id, ids, options)
     except KeyboardInterrupt:
-        mark_job(engine, job_id, "interrupted", "interrupted while queueing")
+        with interrupts_held():
+            mark_job(engine, job_id, "interrupted", "interrupted while queueing")
         raise Interrupted(f"interrupted while queueing job {job_id}; queue the rest with `fer retry {job_id}`") \
             from None
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def annotate_folder(engine: Engine, database_url: str, found: Found, options: dict[str, Any], processes: int,
@@ -340,7 +335,10 @@ def workers_answering() -> bool | None:
 
     use_broker(None)
     try:
-        return bool(app.control.inspect(timeout=1.0).ping())
+        # A connection of its own, closed here: a pooled one left waiting on the broker would be inherited by
+        # processes this one forks later (a local run), whose after-fork clean-up then waits on it.
+        with app.connection_for_write() as connection:
+            return bool(app.control.inspect(timeout=1.0, connection=connection).ping())
     except Exception:  # noqa: BLE001 - kombu raises several kinds for an unreachable broker
         return None
 
