@@ -15,6 +15,7 @@
 
 Detection recall: a true face counts as found when a reported box's centre lies within
 half a face width of the true centre and its width is within 0.5-2x the true width.
+Precision: the share of reported boxes that find a true face, each face credited once.
 The figures are printed last. Needs PostgreSQL and Redis on 127.0.0.1 for step 4.
 """
 
@@ -178,18 +179,39 @@ def _mosaic(picks: list[Path], rng: np.random.Generator) -> tuple[np.ndarray, li
 # ---------------------------------------------------------------- measuring
 
 
+def _matches(true_box: list[float], box: tuple) -> bool:
+    """A reported box finds a true face: its centre within half a face width, its width 0.5-2x the face's."""
+    tx, ty, tw, _ = true_box
+    x, y, w, h = box[:4]
+    return abs(x + w / 2 - tx - tw / 2) <= tw / 2 and abs(y + h / 2 - ty - tw / 2) <= tw / 2 and 0.5 <= w / tw <= 2
+
+
 def recall(truth: dict[str, list], found: dict[str, list]) -> float:
+    """The share of true faces that some reported box finds."""
     hits = total = 0
     for name, true_boxes in truth.items():
         reported = found.get(name, [])
-        for tx, ty, tw, _ in true_boxes:
-            total += 1
-            cx, cy = tx + tw / 2, ty + tw / 2
-            hits += any(
-                abs(x + w / 2 - cx) <= tw / 2 and abs(y + h / 2 - cy) <= tw / 2 and 0.5 <= w / tw <= 2
-                for x, y, w, h in reported
-            )
+        total += len(true_boxes)
+        hits += sum(any(_matches(true_box, box) for box in reported) for true_box in true_boxes)
     return hits / max(total, 1)
+
+
+def precision(truth: dict[str, list], found: dict[str, list]) -> float:
+    """The share of reported boxes that find a true face, each true face credited to one box only.
+
+    A second box on the same face counts as false, and so does a box on a face that is not
+    among the known ones (another person in the background of a photo).
+    """
+    good = boxes = 0
+    for name, reported in found.items():
+        unmatched = list(truth.get(name, []))
+        boxes += len(reported)
+        for box in reported:
+            match = next((true_box for true_box in unmatched if _matches(true_box, box)), None)
+            if match is not None:
+                unmatched.remove(match)
+                good += 1
+    return good / boxes if boxes else 1.0
 
 
 def decoding_floor(archive: Path, names: list[str]) -> float:

@@ -13,8 +13,9 @@ Our side is `fer annotate DIR` as a user runs it (its default processes, one per
 fresh SQLite database). The peer is `FER().detect_emotions` over the same files in one
 process (the package has no parallel mode), in its own venv (`make bench-peer`). Both are
 timed from process start to exit; the peer's loop alone (after its model is loaded) is
-printed too. Recall uses the known face positions (bench/pipeline.py); for the photos the
-detection rate (photos with at least one face; every photo has one) is printed as well.
+printed too. Recall and precision use the known face positions (bench/pipeline.py): a box on
+a face that is not among them (someone in a photo's background) counts against precision on
+both sides alike. The detection rate (images with at least one face) is printed as well.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from pipeline import (  # noqa: E402
     DEFAULT_PEER_PYTHON, PEER_INSTALL, PEER_SCRIPT, ROOT, boxes_from_database, build_archive, build_small_faces,
-    fer_command, recall,
+    fer_command, precision, recall,
 )
 
 
@@ -70,6 +71,11 @@ def detection_rate(names: list[str], found: dict) -> float:
     return sum(bool(found.get(name)) for name in names) / len(names)
 
 
+def accuracy(names: list[str], truth: dict, found: dict) -> str:
+    return (f"recall {recall(truth, found):.3f}, precision {precision(truth, found):.3f}, "
+            f"detection rate {detection_rate(names, found):.3f}")
+
+
 def compare(label: str, folder: Path, truth: dict, args: argparse.Namespace, workdir: Path) -> None:
     names = sorted(truth)
     ours = run_ours(folder, truth, workdir, args.processes, args.detector, args.model)
@@ -77,11 +83,9 @@ def compare(label: str, folder: Path, truth: dict, args: argparse.Namespace, wor
     print(f"\n{label}: {len(names)} images, {sum(map(len, truth.values()))} true faces")
     detector = (f" --detector {args.detector}" if args.detector else "") + (f" --model {args.model}" if args.model else "")
     print(f"  fer annotate {folder}{detector} ({args.processes or os.cpu_count()} processes): {ours['seconds']:.1f} s, "
-          f"{ours['faces']} faces, recall {recall(truth, ours['found']):.3f}, "
-          f"detection rate {detection_rate(names, ours['found']):.3f}")
+          f"{ours['faces']} faces, {accuracy(names, truth, ours['found'])}")
     print(f"  fer 25.10.3, 1 process: {peer['seconds']:.1f} s ({peer['loop']:.1f} s after start-up), "
-          f"{peer['faces']} faces, recall {recall(truth, peer['found']):.3f}, "
-          f"detection rate {detection_rate(names, peer['found']):.3f}")
+          f"{peer['faces']} faces, {accuracy(names, truth, peer['found'])}")
     print("  stages (seconds, summed over processes): " + ", ".join(f"{k} {v:.1f}" for k, v in ours["stages"].items()))
     print(f"  ratio per machine, wall time with start-up on both sides: {peer['seconds'] / ours['seconds']:.2f}x "
           f"(against the peer's loop alone: {peer['loop'] / ours['seconds']:.2f}x)", flush=True)

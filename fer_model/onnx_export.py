@@ -3,7 +3,7 @@
 The graph holds everything the Keras model does at inference, so a CPU worker only feeds it
 faces and reads probabilities:
 
-    uint8 faces (N, 48, 48, 1) -> resize -> per-face min-max scaling -> network -> softmax
+    uint8 faces (N, 48, 48, 1; any size the model takes) -> resize -> per-face min-max scaling -> network -> softmax
         [flip averaging: the network on each face and its mirror image in one batch, averaged]
         [ensemble: every member as served, averaged]
         [temperature scaling]
@@ -24,7 +24,6 @@ import keras
 import numpy as np
 
 from fer_model.calibration import TemperatureScaling
-from fer_model.classes import FACE_SIZE
 from fer_model.ensemble import AVERAGE_LAYER as ENSEMBLE_AVERAGE
 from fer_model.files import atomic_path, file_sha256
 from fer_model.layer_roles import IDENTITY_AT_INFERENCE
@@ -63,6 +62,10 @@ def export_onnx(model: keras.Model, source_sha256: str = "") -> ModelProto:
     """The served model as an ONNX graph from uint8 faces to probabilities; UnsupportedModel if it can't be."""
     from onnx import TensorProto, checker, helper
 
+    shape = tuple(model.input_shape)
+    if len(shape) != 4 or shape[3] != 1:
+        raise UnsupportedModel(f"input shape {shape}: expected (None, height, width, 1)")
+    height, width = shape[1], shape[2]
     graph = _Graph()
     faces = graph.op("Cast", [INPUT], to=TensorProto.FLOAT)
     nchw = graph.op("Transpose", [faces], perm=[0, 3, 1, 2])
@@ -71,7 +74,7 @@ def export_onnx(model: keras.Model, source_sha256: str = "") -> ModelProto:
     onnx_graph = helper.make_graph(
         graph.nodes,
         model.name,
-        [helper.make_tensor_value_info(INPUT, TensorProto.UINT8, [None, FACE_SIZE, FACE_SIZE, 1])],
+        [helper.make_tensor_value_info(INPUT, TensorProto.UINT8, [None, height, width, 1])],
         [helper.make_tensor_value_info(OUTPUT, TensorProto.FLOAT, [None, None])],
         graph.initializers,
     )

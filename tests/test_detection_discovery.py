@@ -119,3 +119,26 @@ def test_cli_takes_a_relative_min_face_and_refuses_nonsense():
 
     result = CliRunner().invoke(fer, ["annotate", "/nonexistent", "--min-face", "0%"])
     assert result.exit_code == 2 and "0-100%" in result.output
+
+
+@pytest.mark.slow
+def test_haar_verified_finds_a_48_px_face_that_haar_misses(photos_dir, tmp_path):
+    """A real photo shrunk until its face is 48 px wide (the default --min-face), alone on a gray page."""
+    from workers.annotate import read_for_detection
+
+    side = round(250 * 48 / 121)  # LFW faces are ~121 px wide in their 250-px photos
+    page = np.full((400, 400), 128, np.uint8)
+    page[150 : 150 + side, 150 : 150 + side] = cv2.resize(read_image(photos_dir / "Adam_Scott_0001.jpg").gray,
+                                                          (side, side), interpolation=cv2.INTER_AREA)
+    path = tmp_path / "page.png"
+    cv2.imwrite(str(path), page)
+    centre = 150 + side * 125 / 250, 150 + side * 126 / 250
+
+    def finds_the_face(name: str) -> bool:
+        detector = get_detector(name)
+        loaded = read_for_detection(path, 48, detector.window)
+        return any(abs((b.x + b.w / 2) / loaded.scale - centre[0]) <= 24 and abs((b.y + b.h / 2) / loaded.scale - centre[1]) <= 24
+                   and 24 <= b.w / loaded.scale <= 96 for b in detector.detect(loaded.gray, 48 * loaded.scale))
+
+    assert not finds_the_face("haar")
+    assert finds_the_face("haar-verified")

@@ -57,6 +57,16 @@ def _shrink(gray: np.ndarray, scale: float) -> np.ndarray:
     return cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
 
 
+# The default detector's proposals: the frontal cascade's first 20 of 25 stages, scanned at a 1.25 step.
+PROPOSAL_CASCADE = "haarcascade_frontalface_default.xml"
+PROPOSAL_STAGES = 20
+PROPOSAL_SCALE_FACTOR = 1.25
+# A candidate's score: the verifier's log-odds + SCORE_WINDOWS * ln(windows) + best last-stage sum; faces score
+# VERIFIER_THRESHOLD or more. Chosen on benchmark scenes built with another seed than bench/ratio.py's (README).
+SCORE_WINDOWS = 3.0
+VERIFIER_THRESHOLD = 5.0
+
+
 class UnknownDetector(Exception):
     """No detector of that name; the message lists the available ones."""
 
@@ -110,6 +120,72 @@ class HaarDetector:
         ]
 
 
+class VerifiedHaarDetector:
+    """The frontal cascade cut to its first stages proposes; the project's verifier CNN and the cascade's
+    own evidence decide.
+
+    Proposals come from the same coarse scan as ``haar`` (a 1.25 step, two pixels apart on the
+    copy where the smallest face meets the 24-px window), but with the cascade's first
+    PROPOSAL_STAGES stages only, so a face still yields windows where the full cascade's
+    coarse scan has none, and every group of windows is a candidate, however small. A
+    candidate's score adds the verifier's log-odds that it is a face
+    (``workers.face_verifier``), SCORE_WINDOWS times the log of its window count, and its best
+    last-stage sum; those scoring ``threshold`` or more are faces, and of candidates on the
+    same face (each one's centre inside the other, sizes within 2x) only the best is kept.
+    """
+
+    def __init__(self, name: str, threshold: float, detect_side: int = 640, min_face: int = 20,
+                 verifier_file: str | Path | None = None):
+        from workers.face_proposals import truncated_cascade
+        from workers.face_verifier import VERIFIER_FILE, FaceVerifier
+
+        self.name = name
+        self.window = 24
+        self.threshold = threshold
+        self.detect_side = detect_side
+        self.min_face = min_face
+        try:
+            self.proposals = truncated_cascade(PROPOSAL_CASCADE, PROPOSAL_STAGES)
+        except FileNotFoundError as error:
+            raise UnknownDetector(str(error)) from None
+        self.verifier = FaceVerifier(verifier_file or VERIFIER_FILE)
+
+    def detect(self, gray: np.ndarray, min_face_size: float = 0.0) -> list[Detection]:
+        from workers.face_proposals import group_windows, raw_windows
+
+        scale = detection_scale(gray.shape, self.detect_side, self.window, min_face_size)
+        if min(gray.shape[:2]) * scale < self.window:
+            return []
+        small = _shrink(gray, scale)
+        smallest = max(self.min_face, int(min_face_size * scale))
+        candidates = group_windows(*raw_windows(self.proposals, small, PROPOSAL_SCALE_FACTOR, smallest))
+        if not candidates:
+            return []
+        boxes = [(c.x, c.y, c.w, c.h) for c in candidates]
+        probabilities = np.clip(self.verifier.face_probabilities(small, boxes), 1e-6, 1 - 1e-6)
+        scores = (np.log(probabilities / (1 - probabilities)) + SCORE_WINDOWS * np.log([c.windows for c in candidates])
+                  + np.array([c.weight for c in candidates]))
+        faces = sorted(((score, box) for score, box in zip(scores, boxes) if score >= self.threshold),
+                       key=lambda face: -face[0])
+        kept: list[tuple[float, tuple[float, float, float, float]]] = []
+        for score, box in faces:
+            if not any(_same_face(box, other) for _, other in kept):
+                kept.append((score, box))
+        return [
+            Detection(x=int(round(x / scale)), y=int(round(y / scale)), w=int(round(w / scale)), h=int(round(h / scale)),
+                      score=float(score))
+            for score, (x, y, w, h) in kept
+        ]
+
+
+def _same_face(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+    """Each box's centre inside the other, sizes within 2x: two candidates for one face."""
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    return (0.5 <= aw / bw <= 2 and ax <= bx + bw / 2 <= ax + aw and ay <= by + bh / 2 <= ay + ah
+            and bx <= ax + aw / 2 <= bx + bw and by <= ay + ah / 2 <= by + bh)
+
+
 class MtcnnDetector:
     """MTCNN (the `mtcnn` package, weights inside its wheel); optional, install it to use it."""
 
@@ -137,6 +213,7 @@ class MtcnnDetector:
 
 DETECTOR_FACTORIES = {
     "haar": lambda: HaarDetector("haar", "haarcascade_frontalface_default.xml"),
+    "haar-verified": lambda: VerifiedHaarDetector("haar-verified", VERIFIER_THRESHOLD),
     "haar-fine": lambda: HaarDetector("haar-fine", "haarcascade_frontalface_default.xml", scale_factor=1.2,
                                       window_multiple=2.0),
     "haar-alt2": lambda: HaarDetector("haar-alt2", "haarcascade_frontalface_alt2.xml", min_neighbors=3, scale_factor=1.2),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 # name -> the optional package it needs (None: OpenCV alone)
-DETECTOR_PACKAGES: dict[str, str | None] = {"haar": None, "haar-fine": None, "haar-alt2": None, "mtcnn": "mtcnn"}
+DETECTOR_PACKAGES: dict[str, str | None] = {"haar": None, "haar-verified": None, "haar-fine": None, "haar-alt2": None, "mtcnn": "mtcnn"}
 DEFAULT_DETECTOR = "haar"
 
 

@@ -63,9 +63,9 @@ def _graph_for(model_file: Path) -> bytes:
         except Exception:  # a damaged graph file: export from the .keras file instead
             pass
     from fer_model.onnx_export import export_onnx
-    from fer_model.registry import load_model, resolve_model
+    from fer_model.registry import ModelRef, load_model
 
-    model = load_model(resolve_model(model_file))  # ModelNotFound for a damaged or foreign file
+    model = load_model(ModelRef(path=model_file, card=None))  # ModelNotFound for a damaged or foreign file
     try:
         return export_onnx(model).SerializeToString()
     except UnsupportedModel:

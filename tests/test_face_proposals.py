@@ -1,0 +1,57 @@
+"""The default detector's parts: the shortened cascade's proposals and their grouping."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from workers.face_proposals import group_windows, raw_windows, truncated_cascade
+
+CASCADE = "haarcascade_frontalface_default.xml"
+
+
+def test_a_shortened_cascade_passes_every_window_the_full_one_passes_and_more():
+    rng = np.random.default_rng(0)
+    gray = cv2.GaussianBlur(rng.integers(0, 255, (240, 320), dtype=np.uint8), (5, 5), 0)
+    full = cv2.CascadeClassifier(str(cv2.data.haarcascades + CASCADE))
+    full_boxes, _ = raw_windows(full, gray, 1.25, 24)
+    short_boxes, weights = raw_windows(truncated_cascade(CASCADE, 10), gray, 1.25, 24)
+    assert len(short_boxes) > len(full_boxes) and len(weights) == len(short_boxes)
+    assert {tuple(b) for b in full_boxes} <= {tuple(b) for b in short_boxes}
+
+
+def test_a_cascade_cannot_be_cut_past_its_stages_or_read_from_a_missing_file():
+    with pytest.raises(ValueError, match="fewer than 26 stages"):
+        truncated_cascade(CASCADE, 26)
+    with pytest.raises(FileNotFoundError, match="missing"):
+        truncated_cascade("no_such_cascade.xml", 5)
+
+
+def test_windows_group_as_opencv_groups_them_and_every_group_is_kept():
+    boxes = np.array([[100, 100, 40, 40], [102, 101, 40, 40], [104, 102, 42, 42],  # one face, three windows
+                      [300, 50, 30, 30],  # a window alone
+                      [100, 100, 80, 80]], dtype=float)  # same corner, twice the size: another group
+    weights = np.array([1.0, 3.0, 2.0, -1.0, 0.5])
+    groups = sorted(group_windows(boxes, weights), key=lambda g: -g.weight)
+    assert [(g.windows, g.weight) for g in groups] == [(3, 3.0), (1, 0.5), (1, -1.0)]
+    assert groups[0].x == pytest.approx(102) and groups[0].w == pytest.approx(122 / 3)
+    assert group_windows(np.zeros((0, 4)), np.zeros(0)) == []
+
+
+def test_the_committed_verifier_scores_boxes_and_gives_nothing_to_a_box_outside_the_image():
+    from workers.face_verifier import FaceVerifier, crop_box
+
+    gray = np.full((100, 100), 128, np.uint8)
+    assert crop_box(gray, 90, 10, 20, 20) is None and crop_box(gray, 10, 10, 20, 20).shape == (24, 24)
+    probabilities = FaceVerifier().face_probabilities(gray, [(10, 10, 40, 40), (-5, 0, 30, 30)])
+    assert probabilities.shape == (2,) and 0 < probabilities[0] < 1 and probabilities[1] == 0
+
+
+def test_verifier_training_examples_have_the_verifier_input_size():
+    from fer_model.verifier_training import partial_face_crops, positive_crops
+
+    rng = np.random.default_rng(0)
+    faces = rng.integers(0, 255, (5, 48, 48), dtype=np.uint8)
+    assert positive_crops(faces, rng).shape == (5, 24, 24)
+    assert partial_face_crops(faces, 7, rng).shape == (7, 24, 24)
