@@ -104,6 +104,9 @@ class Image(Base):
     linked_from_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
     # When a later incremental run found the file gone; its results are kept.
     missing_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the photo was taken: its EXIF capture date (camera local time, no zone); null when it has none.
+    # Read with the pixels, so reports never open the photo again.
+    taken_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=False))
 
     job: Mapped[Job] = relationship(back_populates="images")
     faces: Mapped[list[Face]] = relationship(back_populates="image", cascade="all, delete-orphan")

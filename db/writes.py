@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -68,6 +68,17 @@ def mark_running(engine: Engine, job_id: int) -> None:
         connection.execute(update(Job).where(Job.id == job_id, Job.status == "pending").values(status="running"))
 
 
+# One statement for every image of a chunk (executemany): built once, not once per image.
+_images = Image.__table__
+_WRITE_IMAGE = (
+    update(_images)
+    .where(_images.c.id == bindparam("b_id"), _images.c.job_id == bindparam("b_job"))
+    .values({column: bindparam(column) for column in (
+        "status", "error", "width", "height", "size", "mtime", "sha256", "taken_at", "processed_at", "duration_ms",
+        "model_id", "linked_from_id")})
+)
+
+
 def record_chunk(engine: Engine, job_id: int, model_id: int, results: Sequence[ImageResult]) -> None:
     """Write a chunk's results in one transaction, replacing any earlier copy of them."""
     now = utcnow()
@@ -76,24 +87,16 @@ def record_chunk(engine: Engine, job_id: int, model_id: int, results: Sequence[I
         if not ids:
             return
         connection.execute(delete(Face).where(Face.image_id.in_(ids), Face.model_id == model_id))
-        for result in results:
-            connection.execute(
-                update(Image)
-                .where(Image.id == result.image_id, Image.job_id == job_id)
-                .values(
-                    status=result.status,
-                    error=result.error,
-                    width=result.width,
-                    height=result.height,
-                    size=result.size,
-                    mtime=result.mtime,
-                    sha256=result.sha256,
-                    processed_at=now,
-                    duration_ms=result.duration_ms,
-                    model_id=model_id if result.status == "done" else None,
-                    linked_from_id=result.linked_from,
-                )
-            )
+        connection.execute(_WRITE_IMAGE, [
+            {
+                "b_id": result.image_id, "b_job": job_id, "status": result.status, "error": result.error,
+                "width": result.width, "height": result.height, "size": result.size, "mtime": result.mtime,
+                "sha256": result.sha256, "taken_at": result.taken_at, "processed_at": now,
+                "duration_ms": result.duration_ms, "model_id": model_id if result.status == "done" else None,
+                "linked_from_id": result.linked_from,
+            }
+            for result in results
+        ])
         rows = [
             {
                 "image_id": result.image_id,
@@ -112,7 +115,7 @@ def record_chunk(engine: Engine, job_id: int, model_id: int, results: Sequence[I
             for face in result.faces
         ]
         if rows:
-            connection.execute(insert(Face), rows)
+            connection.execute(Face.__table__.insert(), rows)
         pending = connection.scalar(
             select(Image.id).where(Image.job_id == job_id, Image.status == "pending").limit(1)
         )

@@ -223,7 +223,8 @@ def _detect_one(
     except OSError as error:
         return ImageResult(image_id, "failed", error=f"cannot read file: {error.strerror or error}")
     result = ImageResult(
-        image_id, "done", width=loaded.width, height=loaded.height, size=stat.st_size, mtime=stat.st_mtime, sha256=sha256
+        image_id, "done", width=loaded.width, height=loaded.height, size=stat.st_size, mtime=stat.st_mtime, sha256=sha256,
+        taken_at=loaded.taken_at,
     )
     with seconds.timing("detect"):
         boxes = sorted(detector.detect(loaded.gray, pixels * loaded.scale), key=lambda d: (d.y, d.x))
