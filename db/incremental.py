@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, and_, func, select
 
 from db.models import Image, Job, Model, as_utc, utcnow
 
@@ -45,6 +45,28 @@ def under_roots(path: str, roots: Sequence[str]) -> bool:
     return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
 
+def paths_under(root: str) -> list[ColumnElement[bool]]:
+    """Conditions that together select the paths ``under_roots`` accepts for one root: the root itself, and
+    the range of paths that start with root + '/' (one range of the path index: paths compare byte by byte)."""
+    base = root.rstrip(os.sep)
+    return [Image.path == root, and_(Image.path >= base + os.sep, Image.path < base + chr(ord(os.sep) + 1))]
+
+
+def annotated_under(connection: Connection, roots: Sequence[str], model_id: int) -> list:
+    """The (id, path, size, mtime) of the done, not missing images of this model under ``roots``, by id.
+
+    Reads only the rows under the roots, by index ranges on the path, whatever else the archive holds.
+    The model and status are checked here, not in SQL: given them, SQLite's planner would rather
+    walk every image of the model (ix_images_model_status) than the range of paths."""
+    query = select(Image.id, Image.path, Image.size, Image.mtime, Image.model_id, Image.status, Image.missing_at)
+    rows = {}
+    for root in roots:
+        for condition in paths_under(root):
+            rows.update((row.id, row) for row in connection.execute(query.where(condition))
+                        if row.model_id == model_id and row.status == "done" and row.missing_at is None)
+    return [rows[image_id] for image_id in sorted(rows)]
+
+
 def model_id_for(engine: Engine, name: str, version: str) -> int | None:
     with engine.connect() as connection:
         return connection.scalar(select(Model.id).where(Model.name == name, Model.version == version))
@@ -56,16 +78,10 @@ def plan_run(engine: Engine, roots: Sequence[str], files: Sequence[FileState], m
     latest: dict[str, tuple[int, float | None]] = {}  # path -> (size, mtime) of its latest done annotation
     row_ids: dict[str, list[int]] = {}
     if model_id is not None:
-        query = (
-            select(Image.id, Image.path, Image.size, Image.mtime)
-            .where(Image.model_id == model_id, Image.status == "done", Image.missing_at.is_(None))
-            .order_by(Image.id)
-        )
         with engine.connect() as connection:
-            for row in connection.execute(query):
-                if under_roots(row.path, roots):
-                    latest[row.path] = (row.size, row.mtime)
-                    row_ids.setdefault(row.path, []).append(row.id)
+            for row in annotated_under(connection, roots, model_id):
+                latest[row.path] = (row.size, row.mtime)
+                row_ids.setdefault(row.path, []).append(row.id)
     found = set()
     for state in files:
         found.add(state.path)

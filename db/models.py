@@ -22,6 +22,9 @@ IMAGE_STATUSES = ("pending", "done", "failed")
 # Why an incremental run annotated an image: never seen under its path, or seen with another size or time.
 IMAGE_CHANGES = ("new", "changed")
 PROBABILITY_COLUMNS = tuple(f"p_{name}" for name in CLASSES)
+# Paths compare byte by byte on both databases (PostgreSQL's "C" collation is SQLite's default), so the files
+# under a folder are one index range whatever the database's locale, and paths sort alike everywhere.
+PATH_TYPE = Text().with_variant(Text(collation="C"), "postgresql")
 
 
 def utcnow() -> dt.datetime:
@@ -78,14 +81,16 @@ class Image(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "path", name="uq_images_job_path"),
         Index("ix_images_job_status", "job_id", "status"),
-        Index("ix_images_sha256", "sha256"),
-        Index("ix_images_path", "path"),
+        # A file's or a content's latest annotation by a model is one index seek (the newest id at the end of
+        # its range), and the files under a folder are one range of paths.
+        Index("ix_images_path_model", "path", "model_id", "status", "id"),
+        Index("ix_images_sha256_model", "sha256", "model_id", "status", "id"),
         Index("ix_images_model_status", "model_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
-    path: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(PATH_TYPE)
     size: Mapped[int | None] = mapped_column(BigInteger)
     mtime: Mapped[float | None] = mapped_column(Float)
     sha256: Mapped[str | None] = mapped_column(String(64))

@@ -7,7 +7,8 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select, text
+from sqlalchemy import Connection, Engine, bindparam, case, func, select, text
+from sqlalchemy.orm import aliased
 
 from db.models import ENDED_STATUSES, DatabaseIdentity, Face, Image, Job, Model, as_utc
 from fer_model.classes import CLASSES
@@ -35,30 +36,49 @@ def pending_paths(engine: Engine, job_id: int, ids: Sequence[int]) -> list[tuple
         return [(row.id, row.path) for row in connection.execute(query)]
 
 
+# The newest done images of one content by one model: the end of its range of ix_images_sha256_model, read
+# from the index alone, whatever the archive holds. Built once; each lookup only binds values.
+_NEWEST_OF_CONTENT = (
+    select(Image.id)
+    .where(Image.sha256 == bindparam("digest"), Image.model_id == bindparam("model_id"), Image.status == "done")
+    .order_by(Image.id.desc())
+    .limit(bindparam("newest"))
+)
+_SOURCES = select(Image.id, Image.sha256, Image.width, Image.height, Image.taken_at).where(
+    Image.id.in_(bindparam("image_ids", expanding=True)))
+_FACES_OF = (
+    select(Face.__table__)
+    .where(Face.image_id.in_(bindparam("image_ids", expanding=True)), Face.model_id == bindparam("model_id"))
+    .order_by(Face.image_id, Face.face_index)
+)
+
+
 def annotated_content(engine: Engine, model_id: int, digests: Sequence[str], exclude_ids: Sequence[int]) -> dict[str, dict[str, Any]]:
-    """For each content hash this model has annotated before: that image's id, width, height and faces (rows).
+    """For each content hash this model has annotated before: that image's id, width, height, photo date and
+    faces (rows).
 
     The latest successful annotation wins; images in ``exclude_ids`` (the chunk itself) don't count.
+    One index seek per distinct hash, then the faces of all the images found in one statement.
     """
-    if not digests:
+    wanted = sorted(set(digests))
+    if not wanted:
         return {}
+    excluded = set(exclude_ids)
+    # Of the newest len(excluded) + 1 rows at least one is not excluded, if the content has such a row at all.
+    newest = len(excluded) + 1
+    sources: dict[str, dict[str, Any]] = {}
     with engine.connect() as connection:
-        sources: dict[str, dict[str, Any]] = {}
-        query = (
-            select(Image.id, Image.sha256, Image.width, Image.height)
-            .where(Image.model_id == model_id, Image.status == "done", Image.sha256.in_(list(set(digests))))
-            .where(Image.id.not_in(list(exclude_ids)))
-            .order_by(Image.id)
-        )
-        for row in connection.execute(query):
-            sources[row.sha256] = {"image_id": row.id, "width": row.width, "height": row.height, "faces": []}
+        chosen = []
+        for digest in wanted:
+            ids = connection.execute(_NEWEST_OF_CONTENT, {"digest": digest, "model_id": model_id, "newest": newest})
+            chosen += [image_id for image_id in ids.scalars() if image_id not in excluded][:1]
+        if chosen:
+            for row in connection.execute(_SOURCES, {"image_ids": chosen}):
+                sources[row.sha256] = {"image_id": row.id, "width": row.width, "height": row.height,
+                                       "taken_at": row.taken_at, "faces": []}
         by_image = {source["image_id"]: source for source in sources.values()}
         if by_image:
-            rows = connection.execute(
-                select(Face.__table__).where(Face.image_id.in_(list(by_image)), Face.model_id == model_id)
-                .order_by(Face.face_index)
-            ).mappings()
-            for row in rows:
+            for row in connection.execute(_FACES_OF, {"image_ids": list(by_image), "model_id": model_id}).mappings():
                 by_image[row["image_id"]]["faces"].append(dict(row))
     return sources
 
@@ -222,46 +242,46 @@ def breakdown(engine: Engine, job_id: int, by: str) -> list[dict[str, Any]]:
     return [groups[key] for key in sorted(groups)]
 
 
-def _latest_done_ids():
-    """The latest done row of each file per model version (the rows the whole-archive view counts)."""
-    return (
-        select(func.max(Image.id))
-        .where(Image.status == "done", Image.model_id.is_not(None))
-        .group_by(Image.path, Image.model_id)
+def current_annotation():
+    """True for the rows the whole-archive view counts: each file's newest done row per model version, while
+    the file is there. Per image, one seek at the end of its (path, model_id, 'done') range of
+    ix_images_path_model; no grouping or sorting of the archive."""
+    newest = aliased(Image)
+    latest_id = (
+        select(func.max(newest.id))
+        .where(newest.path == Image.path, newest.model_id == Image.model_id, newest.status == "done")
+        .scalar_subquery()
     )
+    return (Image.status == "done") & Image.model_id.is_not(None) & Image.missing_at.is_(None) & (Image.id == latest_id)
 
 
 def archive_summary(engine: Engine) -> dict[str, Any]:
     """The whole archive: every file's latest annotation per model version (files since gone left out),
     with images, faces and emotions per model version and the date of the last run."""
+    own_faces = (Face.image_id == Image.id) & (Face.model_id == Image.model_id)
+    has_faces = select(Face.id).where(own_faces).exists()
+    # Grouped by model only (a handful of groups), labels counted in columns: nothing is sorted.
+    per_label = [func.sum(case((Face.label == name, 1), else_=0)) for name in CLASSES]
     with engine.connect() as connection:
         latest = connection.execute(select(Job.id, Job.created_at).order_by(Job.id.desc()).limit(1)).first()
-        current = Image.id.in_(_latest_done_ids()) & Image.missing_at.is_(None)
-        images = dict(connection.execute(
-            select(Image.model_id, func.count()).where(current).group_by(Image.model_id)
-        ).all())
-        with_faces = dict(connection.execute(
-            select(Image.model_id, func.count(func.distinct(Face.image_id)))
-            .join(Face, (Face.image_id == Image.id) & (Face.model_id == Image.model_id))
-            .where(current).group_by(Image.model_id)
-        ).all())
-        labels = connection.execute(
-            select(Image.model_id, Face.label, func.count())
-            .join(Face, (Face.image_id == Image.id) & (Face.model_id == Image.model_id))
-            .where(current).group_by(Image.model_id, Face.label)
-        ).all()
+        images = {row[0]: row[1:] for row in connection.execute(
+            select(Image.model_id, func.count(), func.sum(case((has_faces, 1), else_=0)))
+            .where(current_annotation()).group_by(Image.model_id)
+        )}
+        labels = {row[0]: row[1:] for row in connection.execute(
+            select(Image.model_id, *per_label).join(Face, own_faces).where(current_annotation()).group_by(Image.model_id)
+        )}
         names = {row.id: row for row in connection.execute(select(Model.id, Model.name, Model.version))}
     models: dict[int, dict[str, Any]] = {}
-    for model_id, count in sorted(images.items()):
-        models[model_id] = {"name": names[model_id].name, "version": names[model_id].version, "images": int(count),
-                            "images_with_faces": int(with_faces.get(model_id, 0)), "faces": 0,
-                            "emotions": {name: 0 for name in CLASSES}}
     emotions = {name: 0 for name in CLASSES}
-    for model_id, label, count in labels:
-        models[model_id]["faces"] += count
-        models[model_id]["emotions"][label] += count
-        emotions[label] += count
-    total = sum(images.values())
+    for model_id, (count, with_faces) in sorted(images.items()):
+        counts = {name: int(value or 0) for name, value in zip(CLASSES, labels.get(model_id, [0] * len(CLASSES)))}
+        models[model_id] = {"name": names[model_id].name, "version": names[model_id].version, "images": int(count),
+                            "images_with_faces": int(with_faces or 0), "faces": sum(counts.values()),
+                            "emotions": counts}
+        for name, value in counts.items():
+            emotions[name] += value
+    total = sum(model["images"] for model in models.values())
     return {
         "archive": True,
         "latest_job": latest.id if latest else None,

@@ -180,7 +180,7 @@ def _link_known_content(
             continue
         copies.append(ImageResult(
             image_id, "done", width=source["width"], height=source["height"], size=stat.st_size, mtime=stat.st_mtime,
-            sha256=digests[image_id], linked_from=source["image_id"],
+            sha256=digests[image_id], taken_at=source["taken_at"], linked_from=source["image_id"],
             faces=[
                 FaceResult(index=face["face_index"], x=face["x"], y=face["y"], w=face["w"], h=face["h"],
                            score=face["detector_score"], probabilities=[face[f"p_{name}"] for name in CLASSES],
