@@ -97,12 +97,46 @@ def make_engine(url: str | None = None) -> Engine:
     return create_engine(resolved, pool_pre_ping=True)
 
 
+# SQLite's write-ahead log: once a write leaves it larger than this, it is checkpointed into the database and
+# truncated (`checkpoint_if_large`). SQLite's own checkpoints (every 1,000 pages) copy the log into the database
+# but can start it again from the beginning only at a moment when no reader is using it, which a run whose
+# processes read all the time may never leave; the log then grows by every page written.
+WAL_CHECKPOINT_BYTES = 32 * 2**20
+# How long such a checkpoint waits for readers to finish with the log before trying again after a later write.
+WAL_CHECKPOINT_WAIT_MS = 2000
+BUSY_TIMEOUT_MS = 60000
+
+
 def _sqlite_pragmas(connection, _record) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=60000")
+    # With WAL, NORMAL syncs at checkpoints instead of at every commit: a power cut can lose the last chunks
+    # written (their images are pending again; `fer retry` redoes them), never corrupt the database.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_CHECKPOINT_BYTES}")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.close()
+
+
+def checkpoint_if_large(engine: Engine) -> None:
+    """After a write on SQLite: when the write-ahead log has passed WAL_CHECKPOINT_BYTES, copy it into the
+    database and truncate it, waiting up to WAL_CHECKPOINT_WAIT_MS for readers of older snapshots to finish
+    (if they have not, the next write tries again). Nothing on other databases."""
+    path = sqlite_path(engine.url)
+    if path is None:
+        return
+    try:
+        if os.path.getsize(f"{path}-wal") < WAL_CHECKPOINT_BYTES:
+            return
+    except OSError:
+        return
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={WAL_CHECKPOINT_WAIT_MS}")
+        try:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").all()
+        finally:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 def alembic_config(engine: Engine) -> Config:

@@ -17,6 +17,7 @@ from db.incremental import RunPlan, model_id_for
 from db.models import ENDED_STATUSES, Face, Image, Job, Model, utcnow
 from db.reads import status_counts
 from db.records import ImageResult, ModelIdentity
+from db.session import checkpoint_if_large
 from fer_model.classes import CLASSES
 
 
@@ -119,6 +120,7 @@ def record_chunk(engine: Engine, job_id: int, model_id: int, results: Sequence[I
         pending = connection.scalar(
             select(Image.id).where(Image.job_id == job_id, Image.status == "pending").limit(1)
         )
+    checkpoint_if_large(engine)
     if pending is None:  # the job's counts are refreshed once, when its last chunk is written
         finish_job_if_complete(engine, job_id)
 
