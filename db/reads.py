@@ -293,6 +293,9 @@ def archive_summary(engine: Engine) -> dict[str, Any]:
     }
 
 
+EXPORT_BATCH = 2000
+
+
 @contextmanager
 def export_rows(engine: Engine, job_id: int, failed: bool) -> Iterator[tuple[list[str], Iterable[Sequence[Any]]]]:
     """The columns and rows `fer export` writes: a job's faces (the face_annotations view), or its failed files."""
@@ -300,6 +303,7 @@ def export_rows(engine: Engine, job_id: int, failed: bool) -> Iterator[tuple[lis
         query = text("SELECT path, error FROM images WHERE job_id = :job AND status = 'failed' ORDER BY path")
     else:
         query = text("SELECT * FROM face_annotations WHERE job_id = :job ORDER BY path, face_index")
-    with engine.connect() as connection:
+    # Streamed: a server-side cursor on PostgreSQL (SQLite's cursor reads as it goes), so memory stays flat.
+    with engine.connect().execution_options(stream_results=True, yield_per=EXPORT_BATCH) as connection:
         result = connection.execute(query, {"job": job_id})
         yield list(result.keys()), result
