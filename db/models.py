@@ -191,12 +191,15 @@ SELECT images.path AS path, images.job_id AS job_id, faces.face_index AS face_in
 """ + _FACE_COLUMNS
 
 # The latest annotation of each file per model version: a file annotated by several runs
-# (incremental re-runs, retries, --reannotate) counts once.
+# (incremental re-runs, retries, --reannotate) counts once. "No newer done row of the same path and
+# model" is one index seek per face on SQLite (ix_images_path_model), and a hash anti-join on
+# PostgreSQL; neither sorts the archive.
 LATEST_ANNOTATIONS_VIEW = """
 CREATE VIEW latest_annotations AS
 SELECT images.path AS path, images.job_id AS job_id, images.id AS image_id, images.processed_at AS processed_at,
        faces.face_index AS face_index,
-""" + _FACE_COLUMNS + """WHERE images.missing_at IS NULL
-  AND images.id = (SELECT MAX(latest.id) FROM images AS latest
-                   WHERE latest.path = images.path AND latest.model_id = faces.model_id AND latest.status = 'done')
+""" + _FACE_COLUMNS + """WHERE images.missing_at IS NULL AND images.status = 'done' AND images.model_id = faces.model_id
+  AND NOT EXISTS (SELECT 1 FROM images AS newer
+                  WHERE newer.path = images.path AND newer.model_id = faces.model_id AND newer.status = 'done'
+                    AND newer.id > images.id)
 """

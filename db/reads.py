@@ -5,9 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, case, func, select, text
+from sqlalchemy import Connection, Engine, bindparam, case, func, select, text, union_all
 from sqlalchemy.orm import aliased
 
 from db.models import ENDED_STATUSES, DatabaseIdentity, Face, Image, Job, Model, as_utc
@@ -36,16 +37,27 @@ def pending_paths(engine: Engine, job_id: int, ids: Sequence[int]) -> list[tuple
         return [(row.id, row.path) for row in connection.execute(query)]
 
 
-# The newest done images of one content by one model: the end of its range of ix_images_sha256_model, read
-# from the index alone, whatever the archive holds. Built once; each lookup only binds values.
-_NEWEST_OF_CONTENT = (
-    select(Image.id)
-    .where(Image.sha256 == bindparam("digest"), Image.model_id == bindparam("model_id"), Image.status == "done")
-    .order_by(Image.id.desc())
-    .limit(bindparam("newest"))
-)
-_SOURCES = select(Image.id, Image.sha256, Image.width, Image.height, Image.taken_at).where(
-    Image.id.in_(bindparam("image_ids", expanding=True)))
+# Content hashes looked up by one statement.
+CONTENT_BATCH = 64
+
+
+@lru_cache(maxsize=CONTENT_BATCH)
+def _newest_of_contents(count: int):
+    """One statement for ``count`` hashes (bound as d0, d1, ...): for each, its newest done image by the model
+    outside the excluded ids, one seek at the end of its range of ix_images_sha256_model whatever the archive
+    holds. Built once per count; each lookup only binds values."""
+    branches = [
+        select(Image.id, Image.sha256, Image.width, Image.height, Image.taken_at)
+        .where(Image.sha256 == bindparam(f"d{index}"), Image.model_id == bindparam("model_id"),
+               Image.status == "done", Image.id.not_in(bindparam("excluded", expanding=True)))
+        .order_by(Image.id.desc())
+        .limit(1)
+        .subquery(f"c{index}")
+        for index in range(count)
+    ]
+    return union_all(*(select(branch) for branch in branches))
+
+
 _FACES_OF = (
     select(Face.__table__)
     .where(Face.image_id.in_(bindparam("image_ids", expanding=True)), Face.model_id == bindparam("model_id"))
@@ -58,22 +70,20 @@ def annotated_content(engine: Engine, model_id: int, digests: Sequence[str], exc
     faces (rows).
 
     The latest successful annotation wins; images in ``exclude_ids`` (the chunk itself) don't count.
-    One index seek per distinct hash, then the faces of all the images found in one statement.
+    The hashes are looked up in batches of CONTENT_BATCH, one index seek each, then the faces of all the
+    images found in one statement.
     """
     wanted = sorted(set(digests))
     if not wanted:
         return {}
-    excluded = set(exclude_ids)
-    # Of the newest len(excluded) + 1 rows at least one is not excluded, if the content has such a row at all.
-    newest = len(excluded) + 1
+    excluded = list(exclude_ids) or [0]  # ids start at 1
     sources: dict[str, dict[str, Any]] = {}
     with engine.connect() as connection:
-        chosen = []
-        for digest in wanted:
-            ids = connection.execute(_NEWEST_OF_CONTENT, {"digest": digest, "model_id": model_id, "newest": newest})
-            chosen += [image_id for image_id in ids.scalars() if image_id not in excluded][:1]
-        if chosen:
-            for row in connection.execute(_SOURCES, {"image_ids": chosen}):
+        for start in range(0, len(wanted), CONTENT_BATCH):
+            batch = wanted[start : start + CONTENT_BATCH]
+            values = {f"d{index}": digest for index, digest in enumerate(batch)}
+            for row in connection.execute(_newest_of_contents(len(batch)),
+                                          {**values, "model_id": model_id, "excluded": excluded}):
                 sources[row.sha256] = {"image_id": row.id, "width": row.width, "height": row.height,
                                        "taken_at": row.taken_at, "faces": []}
         by_image = {source["image_id"]: source for source in sources.values()}
@@ -244,38 +254,41 @@ def breakdown(engine: Engine, job_id: int, by: str) -> list[dict[str, Any]]:
 
 def current_annotation():
     """True for the rows the whole-archive view counts: each file's newest done row per model version, while
-    the file is there. Per image, one seek at the end of its (path, model_id, 'done') range of
-    ix_images_path_model; no grouping or sorting of the archive."""
-    newest = aliased(Image)
-    latest_id = (
-        select(func.max(newest.id))
-        .where(newest.path == Image.path, newest.model_id == Image.model_id, newest.status == "done")
-        .scalar_subquery()
+    the file is there (as latest_annotations). "No newer done row" is one seek per image on SQLite
+    (ix_images_path_model) and a hash anti-join on PostgreSQL; neither sorts the archive."""
+    newer = aliased(Image)
+    superseded = (
+        select(newer.id)
+        .where(newer.path == Image.path, newer.model_id == Image.model_id, newer.status == "done", newer.id > Image.id)
+        .exists()
     )
-    return (Image.status == "done") & Image.model_id.is_not(None) & Image.missing_at.is_(None) & (Image.id == latest_id)
+    return (Image.status == "done") & Image.model_id.is_not(None) & Image.missing_at.is_(None) & ~superseded
 
 
 def archive_summary(engine: Engine) -> dict[str, Any]:
     """The whole archive: every file's latest annotation per model version (files since gone left out),
     with images, faces and emotions per model version and the date of the last run."""
-    own_faces = (Face.image_id == Image.id) & (Face.model_id == Image.model_id)
-    has_faces = select(Face.id).where(own_faces).exists()
-    # Grouped by model only (a handful of groups), labels counted in columns: nothing is sorted.
-    per_label = [func.sum(case((Face.label == name, 1), else_=0)) for name in CLASSES]
+    # One pass: each current image with its own faces (or none), grouped by model only (a handful of groups),
+    # emotions counted in columns, so nothing is sorted. An image's faces are numbered from 0, so an image is
+    # counted by its row without a face or by its face 0.
+    first_face = Face.face_index == 0
+    counts = [
+        func.sum(case((Face.id.is_(None) | first_face, 1), else_=0)),
+        func.sum(case((first_face, 1), else_=0)),
+        *(func.sum(case((Face.label == name, 1), else_=0)) for name in CLASSES),
+    ]
     with engine.connect() as connection:
         latest = connection.execute(select(Job.id, Job.created_at).order_by(Job.id.desc()).limit(1)).first()
-        images = {row[0]: row[1:] for row in connection.execute(
-            select(Image.model_id, func.count(), func.sum(case((has_faces, 1), else_=0)))
+        per_model = {row[0]: row[1:] for row in connection.execute(
+            select(Image.model_id, *counts)
+            .outerjoin(Face, (Face.image_id == Image.id) & (Face.model_id == Image.model_id))
             .where(current_annotation()).group_by(Image.model_id)
-        )}
-        labels = {row[0]: row[1:] for row in connection.execute(
-            select(Image.model_id, *per_label).join(Face, own_faces).where(current_annotation()).group_by(Image.model_id)
         )}
         names = {row.id: row for row in connection.execute(select(Model.id, Model.name, Model.version))}
     models: dict[int, dict[str, Any]] = {}
     emotions = {name: 0 for name in CLASSES}
-    for model_id, (count, with_faces) in sorted(images.items()):
-        counts = {name: int(value or 0) for name, value in zip(CLASSES, labels.get(model_id, [0] * len(CLASSES)))}
+    for model_id, (count, with_faces, *labels) in sorted(per_model.items()):
+        counts = {name: int(value or 0) for name, value in zip(CLASSES, labels)}
         models[model_id] = {"name": names[model_id].name, "version": names[model_id].version, "images": int(count),
                             "images_with_faces": int(with_faces or 0), "faces": sum(counts.values()),
                             "emotions": counts}
