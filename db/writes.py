@@ -22,17 +22,24 @@ from fer_model.classes import CLASSES
 
 
 INSERT_BATCH = 1000
+# Image rows recorded per transaction when a job is created. SQLite's write-ahead log holds a whole
+# transaction (about 350 bytes an image with its index entries), so a job of any size keeps it bounded.
+JOB_BATCH = 50_000
 
 
 def create_job(engine: Engine, roots: Sequence[str], options: dict[str, Any], paths: Iterable[str]) -> int:
-    """Record a full pass: the job and one pending image row per path, in one transaction."""
+    """Record a full pass: the job and one pending image row per path."""
     return create_planned_job(engine, roots, options, RunPlan(to_annotate=[(path, None) for path in paths]))
 
 
 def create_planned_job(
     engine: Engine, roots: Sequence[str], options: dict[str, Any], plan: RunPlan, schedule_id: int | None = None
 ) -> int:
-    """Record the job, its pending images and the missing marks, in one transaction."""
+    """Record the job, its pending images and the missing marks.
+
+    The images go in transactions of JOB_BATCH; a job whose recording stops part-way (an error, Ctrl-C) is
+    deleted with the images recorded so far, so no job is left half-recorded.
+    """
     with Session(engine) as session, session.begin():
         job = Job(
             roots=list(roots), options=options, status="pending", images_total=len(plan.to_annotate),
@@ -40,14 +47,25 @@ def create_planned_job(
         )
         session.add(job)
         session.flush()
-        rows = [{"job_id": job.id, "path": path, "status": "pending", "change": change} for path, change in plan.to_annotate]
-        for start in range(0, len(rows), INSERT_BATCH):
-            session.execute(insert(Image), rows[start : start + INSERT_BATCH])
+        job_id = job.id
+    try:
+        rows = [{"job_id": job_id, "path": path, "status": "pending", "change": change} for path, change in plan.to_annotate]
+        for first in range(0, len(rows), JOB_BATCH):
+            last = min(first + JOB_BATCH, len(rows))
+            with engine.begin() as connection:
+                for start in range(first, last, INSERT_BATCH):
+                    connection.execute(Image.__table__.insert(), rows[start : min(start + INSERT_BATCH, last)])
+            checkpoint_if_large(engine)
         now = utcnow()
-        for start in range(0, len(plan.missing_ids), INSERT_BATCH):
-            batch = plan.missing_ids[start : start + INSERT_BATCH]
-            session.execute(update(Image).where(Image.id.in_(batch)).values(missing_at=now))
-        return job.id
+        with engine.begin() as connection:
+            for start in range(0, len(plan.missing_ids), INSERT_BATCH):
+                batch = plan.missing_ids[start : start + INSERT_BATCH]
+                connection.execute(update(Image).where(Image.id.in_(batch)).values(missing_at=now))
+    except BaseException:
+        with engine.begin() as connection:
+            connection.execute(delete(Job).where(Job.id == job_id))  # its images go with it (ON DELETE CASCADE)
+        raise
+    return job_id
 
 
 def ensure_model(engine: Engine, identity: ModelIdentity) -> int:
