@@ -23,7 +23,9 @@ def engine(database_url):
 
 
 def test_migrations_reach_head_and_match_the_models(engine):
-    assert current_revision(engine) == head_revision()
+    from db.session import newest_revision
+
+    assert current_revision(engine) == head_revision() == newest_revision()
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
