@@ -16,7 +16,8 @@ from db.writes import ensure_model, mark_running, record_chunk
 from db.session import make_engine
 from fer_model.classes import CLASSES
 from fer_model.files import file_sha256
-from workers.annotate import DetectedImages, PathPolicy, StageSeconds, classify_detected, detect_images
+from workers.annotate import DetectedImages, PathPolicy, classify_detected, detect_images
+from workers.stages import StageSeconds
 from workers.classifier import get_classifier, model_identity
 from workers.detection import get_detector
 from workers.options import JobOptions

@@ -185,7 +185,7 @@ def annotate_folder(engine: Engine, database_url: str, found: Found, options: di
     """Annotate the files found, here and now; returns the job's summary with timings and the skipped entries."""
     from db.reads import job_summary
     from db.writes import finish_job_if_complete
-    from workers.annotate import StageSeconds
+    from workers.stages import StageSeconds
 
     started = time.monotonic()
     job = start_job(engine, found, options)
