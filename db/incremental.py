@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import ColumnElement, Connection, Engine, and_, func, select
 
 from db.models import Image, Job, Model, as_utc, utcnow
+from db.session import connected
 
 # A job still 'pending' or 'running' with no activity for this long is taken as dead
 # (its process was killed), so it no longer blocks scheduled runs over its roots.
@@ -67,8 +68,8 @@ def annotated_under(connection: Connection, roots: Sequence[str], model_id: int)
     return [rows[image_id] for image_id in sorted(rows)]
 
 
-def model_id_for(engine: Engine, name: str, version: str) -> int | None:
-    with engine.connect() as connection:
+def model_id_for(bind: Engine | Connection, name: str, version: str) -> int | None:
+    with connected(bind) as connection:
         return connection.scalar(select(Model.id).where(Model.name == name, Model.version == version))
 
 

@@ -10,10 +10,12 @@ import os
 import re
 from pathlib import Path
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 
@@ -107,6 +109,17 @@ WAL_CHECKPOINT_BYTES = 32 * 2**20
 # How long such a checkpoint waits for readers to finish with the log before trying again after a later write.
 WAL_CHECKPOINT_WAIT_MS = 2000
 BUSY_TIMEOUT_MS = 60000
+
+
+@contextmanager
+def connected(bind: Engine | Connection) -> Iterator[Connection]:
+    """A connection for a few reads: ``bind`` itself when it is one (the caller's, for several lookups in a
+    row), else one from the engine for the block."""
+    if isinstance(bind, Connection):
+        yield bind
+    else:
+        with bind.connect() as connection:
+            yield connection
 
 
 def _sqlite_pragmas(connection, _record) -> None:
