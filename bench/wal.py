@@ -1,6 +1,6 @@
 """How large SQLite's write-ahead log grows during a long run, by the kind of readers beside the writer.
 
-    python bench/wal.py [--images 20000] [--readers 2]
+    python bench/wal.py [--images 60000] [--readers 2]
 
 One process writes chunks of 32 images (one face each) with `record_chunk`, as `fer annotate`
 does, while --readers other processes read the database without pause, as its detection
@@ -86,7 +86,7 @@ def run(images: int, readers: int, query: str, writer_checkpoints: bool) -> tupl
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=20_000)
+    parser.add_argument("--images", type=int, default=60_000)
     parser.add_argument("--readers", type=int, default=2)
     args = parser.parse_args()
     settings = [
