@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
-
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, create_engine, event, text

@@ -1,5 +1,4 @@
-"""Everything the HTML report shows about a job, read from the database alone (photos are opened only for the
-few face thumbnails)."""
+"""Everything the HTML report shows about a job, read from the database alone (no photo is opened here)."""
 
 from __future__ import annotations
 
