@@ -155,3 +155,30 @@ def test_upgrading_fills_the_photo_dates_of_images_annotated_before(database_url
     engine.dispose()
     taken = dt.datetime(2019, 7, 14, 10, 30)
     assert dates == {1: taken, 2: None, 3: None, 4: taken, 5: None}
+
+
+def test_the_photo_date_and_index_migrations_go_down_and_up_again_keeping_every_row(database_url):
+    from alembic import command
+    from sqlalchemy import text
+
+    from db.session import alembic_config
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    with Session(engine) as session:
+        job = Job(roots=["/photos"], options={})
+        model = Model(name="seed", version="abc", file_sha256="0" * 64)
+        image = Image(job=job, path="/photos/a.jpg", status="done")
+        session.add_all([job, model, image])
+        session.flush()
+        image.model_id = model.id
+        session.add(_face(image, model, 0))
+        session.commit()
+    command.downgrade(alembic_config(engine), "0005")
+    assert current_revision(engine) == "0005"
+    upgrade(engine)
+    with engine.connect() as connection:
+        counts = [connection.scalar(text(f"SELECT COUNT(*) FROM {name}"))
+                  for name in ("images", "faces", "face_annotations", "latest_annotations")]
+    engine.dispose()
+    assert current_revision(engine) == head_revision() and counts == [1, 1, 1, 1]
