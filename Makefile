@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export FER_DATA_DIR
 
-.PHONY: install demo evaluate test test-fast chromium bench bench-peer clean
+.PHONY: install demo evaluate test test-fast chromium bench bench-peer bench-scale clean
 
 install: $(VENV)/.installed
 
@@ -31,6 +31,11 @@ bench: install bench-peer
 	$(BIN)/python bench/ratio.py --peer-python .bench/fer-peer/bin/python
 
 bench-peer: .bench/fer-peer/.installed
+
+# Every nightly command on an archive database of 1,000,000 annotated images against 100,000, on SQLite and
+# PostgreSQL (builds the databases and a tree of hard links under /tmp/fer-scale, removed at the end).
+bench-scale: install
+	$(BIN)/python bench/scale.py
 
 .bench/fer-peer/.installed:
 	$(PYTHON) -m venv .bench/fer-peer

@@ -224,12 +224,13 @@ def retry(job, failed, local, processes, chunk_size, model, detector, min_face, 
 
 @click.command()
 @click.argument("job", type=int, required=False)
+@click.option("--broker", "broker", help=BROKER_HELP + " The job's chunks still queued there are taken off.")
 @click.option("--db", "db_url", help=DB_HELP)
-def cancel(job, db_url) -> None:
+def cancel(job, broker, db_url) -> None:
     """End JOB (default: the latest) while it is queued or running: its pending images are not processed.
 
-    Workers drop its queued chunks as they reach them; the images already done stay.
-    `fer retry JOB` reopens it.
+    Its chunks still in the broker's queue are taken off it (Redis), and workers drop those they
+    already hold; the images already done stay. `fer retry JOB` reopens it.
     """
     from cli.report_commands import resolve_job
     from workers.pipeline import cancel_job
@@ -237,11 +238,14 @@ def cancel(job, db_url) -> None:
     engine = existing_engine(db_url)
     job_id = resolve_job(engine, job)
     with library_errors():
-        previous = cancel_job(engine, job_id)
-    if previous in ("finished", "cancelled"):
-        console.print(f"Job {job_id} is already {previous}; nothing to cancel")
-        return
-    console.print(f"Job {job_id} cancelled (it was {previous}); `fer retry {job_id}` reopens it")
+        outcome = cancel_job(engine, job_id, broker)
+    removed = f"; {plural(outcome.removed, 'queued chunk')} taken off the queue" if outcome.removed else ""
+    if outcome.previous in ("finished", "cancelled"):
+        console.print(f"Job {job_id} is already {outcome.previous}; nothing to cancel{removed}")
+    else:
+        console.print(f"Job {job_id} cancelled (it was {outcome.previous}){removed}; `fer retry {job_id}` reopens it")
+    if outcome.broker_problem:
+        console.print(f"Its chunks stay in the queue: {outcome.broker_problem}; workers drop them as they reach them")
 
 
 @click.command()

@@ -15,9 +15,10 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Engine, select
+from sqlalchemy import ColumnElement, Connection, Engine, and_, select
 
 from db.models import Image, Model
+from db.session import connected
 
 # A job still 'pending' or 'running' with no activity for this long is taken as dead
 # (its process was killed), so it no longer blocks other runs over its roots (db/overlap.py).
@@ -48,8 +49,37 @@ def under_roots(path: str, roots: Sequence[str]) -> bool:
     return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
 
-def model_id_for(engine: Engine, name: str, version: str) -> int | None:
-    with engine.connect() as connection:
+def paths_under(root: str) -> list[ColumnElement[bool]]:
+    """Conditions that together select the paths ``under_roots`` accepts for one root: the root itself, and
+    the range of paths that start with root + '/' (one range of the path index: paths compare byte by byte)."""
+    base = root.rstrip(os.sep)
+    return [Image.path == root, and_(Image.path >= base + os.sep, Image.path < base + chr(ord(os.sep) + 1))]
+
+
+def attempts_under(connection: Connection, roots: Sequence[str], model_id: int | None) -> list:
+    """The earlier attempts at the files under ``roots``, by id: the done, not missing images of this model,
+    and the failed ones whose content was read (their hash is recorded), whatever the model.
+
+    Reads only the rows under the roots, by index ranges on the path, whatever else the archive holds.
+    The model and status are checked here, not in SQL: given them, SQLite's planner would rather
+    walk every image of the model (ix_images_model_status) than the range of paths."""
+    query = select(Image.id, Image.path, Image.size, Image.mtime, Image.model_id, Image.status, Image.missing_at,
+                   Image.sha256)
+
+    def counts(row) -> bool:
+        if row.missing_at is not None:
+            return False
+        return (row.status == "failed" and row.sha256 is not None) or (row.status == "done" and row.model_id == model_id)
+
+    rows = {}
+    for root in roots:
+        for condition in paths_under(root):
+            rows.update((row.id, row) for row in connection.execute(query.where(condition)) if counts(row))
+    return [rows[image_id] for image_id in sorted(rows)]
+
+
+def model_id_for(bind: Engine | Connection, name: str, version: str) -> int | None:
+    with connected(bind) as connection:
         return connection.scalar(select(Model.id).where(Model.name == name, Model.version == version))
 
 
@@ -59,20 +89,10 @@ def plan_run(engine: Engine, roots: Sequence[str], files: Sequence[FileState], m
     plan = RunPlan()
     latest: dict[str, tuple[int, float | None, str]] = {}  # path -> (size, mtime, status) of its latest attempt
     row_ids: dict[str, list[int]] = {}
-    # Failed rows count when the file was read and its content failed (its hash is recorded), whatever the model.
-    attempts = (Image.status == "failed") & Image.sha256.is_not(None)
-    if model_id is not None:
-        attempts = attempts | ((Image.model_id == model_id) & (Image.status == "done"))
-    query = (
-        select(Image.id, Image.path, Image.size, Image.mtime, Image.status)
-        .where(attempts, Image.missing_at.is_(None))
-        .order_by(Image.id)
-    )
     with engine.connect() as connection:
-        for row in connection.execute(query):
-            if under_roots(row.path, roots):
-                latest[row.path] = (row.size, row.mtime, row.status)
-                row_ids.setdefault(row.path, []).append(row.id)
+        for row in attempts_under(connection, roots, model_id):
+            latest[row.path] = (row.size, row.mtime, row.status)
+            row_ids.setdefault(row.path, []).append(row.id)
     found = set()
     for state in files:
         found.add(state.path)

@@ -23,6 +23,9 @@ IMAGE_STATUSES = ("pending", "done", "failed")
 # unchanged since its latest attempt failed and tried again (--retry-failed).
 IMAGE_CHANGES = ("new", "changed", "retried")
 PROBABILITY_COLUMNS = tuple(f"p_{name}" for name in CLASSES)
+# Paths compare byte by byte on both databases (PostgreSQL's "C" collation is SQLite's default), so the files
+# under a folder are one index range whatever the database's locale, and paths sort alike everywhere.
+PATH_TYPE = Text().with_variant(Text(collation="C"), "postgresql")
 
 
 def utcnow() -> dt.datetime:
@@ -83,14 +86,16 @@ class Image(Base):
     __table_args__ = (
         UniqueConstraint("job_id", "path", name="uq_images_job_path"),
         Index("ix_images_job_status", "job_id", "status"),
-        Index("ix_images_sha256", "sha256"),
-        Index("ix_images_path", "path"),
+        # A file's or a content's latest annotation by a model is one index seek (the newest id at the end of
+        # its range), and the files under a folder are one range of paths.
+        Index("ix_images_path_model", "path", "model_id", "status", "id"),
+        Index("ix_images_sha256_model", "sha256", "model_id", "status", "id"),
         Index("ix_images_model_status", "model_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
-    path: Mapped[str] = mapped_column(Text)
+    path: Mapped[str] = mapped_column(PATH_TYPE)
     size: Mapped[int | None] = mapped_column(BigInteger)
     mtime: Mapped[float | None] = mapped_column(Float)
     sha256: Mapped[str | None] = mapped_column(String(64))
@@ -109,6 +114,9 @@ class Image(Base):
     linked_from_id: Mapped[int | None] = mapped_column(ForeignKey("images.id", ondelete="SET NULL"))
     # When a later incremental run found the file gone; its results are kept.
     missing_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True))
+    # When the photo was taken: its EXIF capture date (camera local time, no zone); null when it has none.
+    # Read with the pixels, so reports never open the photo again.
+    taken_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=False))
 
     job: Mapped[Job] = relationship(back_populates="images")
     faces: Mapped[list[Face]] = relationship(back_populates="image", cascade="all, delete-orphan")
@@ -188,12 +196,15 @@ SELECT images.path AS path, images.job_id AS job_id, faces.face_index AS face_in
 """ + _FACE_COLUMNS
 
 # The latest annotation of each file per model version: a file annotated by several runs
-# (incremental re-runs, retries, --reannotate) counts once.
+# (incremental re-runs, retries, --reannotate) counts once. "No newer done row of the same path and
+# model" is one index seek per face on SQLite (ix_images_path_model), and a hash anti-join on
+# PostgreSQL; neither sorts the archive.
 LATEST_ANNOTATIONS_VIEW = """
 CREATE VIEW latest_annotations AS
 SELECT images.path AS path, images.job_id AS job_id, images.id AS image_id, images.processed_at AS processed_at,
        faces.face_index AS face_index,
-""" + _FACE_COLUMNS + """WHERE images.missing_at IS NULL
-  AND images.id = (SELECT MAX(latest.id) FROM images AS latest
-                   WHERE latest.path = images.path AND latest.model_id = faces.model_id AND latest.status = 'done')
+""" + _FACE_COLUMNS + """WHERE images.missing_at IS NULL AND images.status = 'done' AND images.model_id = faces.model_id
+  AND NOT EXISTS (SELECT 1 FROM images AS newer
+                  WHERE newer.path = images.path AND newer.model_id = faces.model_id AND newer.status = 'done'
+                    AND newer.id > images.id)
 """

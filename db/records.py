@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, field
 
 from fer_model.classes import CLASSES
@@ -48,6 +49,7 @@ class ImageResult:
     size: int | None = None
     mtime: float | None = None
     sha256: str | None = None
+    taken_at: dt.datetime | None = None  # the photo's EXIF capture date
     duration_ms: float = 0.0
     faces: list[FaceResult] = field(default_factory=list)
     linked_from: int | None = None  # the image whose results were copied (same content seen before)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, Engine, and_, func, select, true
+from sqlalchemy import ColumnElement, Engine, and_, select, true
+from sqlalchemy.orm import aliased
 
 from db.models import Face, Image, Model
 
@@ -40,32 +41,38 @@ def runs_scope(job_ids: Sequence[int], model_id: int | None) -> Scope:
     )
 
 
-def latest_done_ids():
-    """The latest done row of each file per model version (the rows the whole-archive view counts)."""
-    return (
-        select(func.max(Image.id))
-        .where(Image.status == "done", Image.model_id.is_not(None))
-        .group_by(Image.path, Image.model_id)
+def current_annotation() -> ColumnElement[bool]:
+    """True for the rows the whole-archive view counts: each file's newest done row per model version, while
+    the file is there (as latest_annotations). "No newer done row" is one seek per image on SQLite
+    (the path index) and a hash anti-join on PostgreSQL; neither sorts the archive."""
+    newer = aliased(Image)
+    superseded = (
+        select(newer.id)
+        .where(newer.path == Image.path, newer.model_id == Image.model_id, newer.status == "done", newer.id > Image.id)
+        .exists()
     )
+    return (Image.status == "done") & Image.model_id.is_not(None) & Image.missing_at.is_(None) & ~superseded
 
 
-def latest_failed_ids():
-    """The rows of the files whose latest attempt failed and that are still there (not missing)."""
-    latest = (
-        select(func.max(Image.id))
-        .where(Image.status.in_(("done", "failed")), Image.missing_at.is_(None))
-        .group_by(Image.path)
+def latest_attempt_failed() -> ColumnElement[bool]:
+    """True for the rows of the files whose latest attempt failed and that are still there (not missing):
+    a failed row with no newer done or failed row of the same path."""
+    newer = aliased(Image)
+    superseded = (
+        select(newer.id)
+        .where(newer.path == Image.path, newer.status.in_(("done", "failed")), newer.id > Image.id)
+        .exists()
     )
-    return select(Image.id).where(Image.id.in_(latest), Image.status == "failed")
+    return (Image.status == "failed") & Image.missing_at.is_(None) & ~superseded
 
 
 def archive_scope(model_id: int | None) -> Scope:
     """Each file's latest annotation by ``model_id`` (files since gone left out), and the files whose latest
     attempt failed."""
     return Scope(
-        done=and_(Image.id.in_(latest_done_ids()), Image.missing_at.is_(None), Image.model_id == model_id),
+        done=and_(current_annotation(), Image.model_id == model_id),
         faces=Face.model_id == model_id,
-        failed=Image.id.in_(latest_failed_ids()),
+        failed=latest_attempt_failed(),
     )
 
 

@@ -11,18 +11,19 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, ProgrammingError
 from sqlalchemy.pool import NullPool
 
 from fer_model.files import data_home
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -98,15 +99,62 @@ def make_engine(url: str | None = None) -> Engine:
     return create_engine(resolved, pool_pre_ping=True)
 
 
+# SQLite's write-ahead log: once a write leaves it larger than this, it is checkpointed into the database and
+# truncated (`checkpoint_if_large`). SQLite's own checkpoints (every 1,000 pages) copy the log into the database
+# but can start it again from the beginning only at a moment when no reader is using it, which a run whose
+# processes read all the time may never leave; the log then grows by every page written.
+WAL_CHECKPOINT_BYTES = 32 * 2**20
+# How long such a checkpoint waits for readers to finish with the log before trying again after a later write.
+WAL_CHECKPOINT_WAIT_MS = 2000
+BUSY_TIMEOUT_MS = 60000
+
+
+@contextmanager
+def connected(bind: Engine | Connection) -> Iterator[Connection]:
+    """A connection for a few reads: ``bind`` itself when it is one (the caller's, for several lookups in a
+    row), else one from the engine for the block."""
+    if isinstance(bind, Connection):
+        yield bind
+    else:
+        with bind.connect() as connection:
+            yield connection
+
+
 def _sqlite_pragmas(connection, _record) -> None:
     cursor = connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA busy_timeout=60000")
+    # With WAL, NORMAL syncs at checkpoints instead of at every commit: a power cut can lose the last chunks
+    # written (their images are pending again; `fer retry` redoes them), never corrupt the database.
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_CHECKPOINT_BYTES}")
+    cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     cursor.close()
 
 
+def checkpoint_if_large(engine: Engine) -> None:
+    """After a write on SQLite: when the write-ahead log has passed WAL_CHECKPOINT_BYTES, copy it into the
+    database and truncate it, waiting up to WAL_CHECKPOINT_WAIT_MS for readers of older snapshots to finish
+    (if they have not, the next write tries again). Nothing on other databases."""
+    path = sqlite_path(engine.url)
+    if path is None:
+        return
+    try:
+        if os.path.getsize(f"{path}-wal") < WAL_CHECKPOINT_BYTES:
+            return
+    except OSError:
+        return
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f"PRAGMA busy_timeout={WAL_CHECKPOINT_WAIT_MS}")
+        try:
+            connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)").all()
+        finally:
+            connection.exec_driver_sql(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+
+
 def alembic_config(engine: Engine) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     config.attributes["engine"] = engine
@@ -114,21 +162,52 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Apply every migration up to `revision`."""
+    """Apply every migration up to `revision`.
+
+    A database already at the newest migration is told by one query, without loading alembic and every
+    migration script (about a second of CPU, paid by every command otherwise).
+    """
+    if revision == "head" and _stored_revision(engine) == newest_revision():
+        return
+    from alembic import command
+
     command.upgrade(alembic_config(engine), revision)
 
 
+@cache
+def newest_revision() -> str:
+    """The revision of the newest migration script, read from its file: scripts are numbered NNNN_*.py and
+    follow one another in that order (tests/test_db.py checks that this is alembic's head)."""
+    newest = max((MIGRATIONS_DIR / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+    found = re.search(r"^revision = ['\"]([^'\"]+)['\"]", newest.read_text(), flags=re.MULTILINE)
+    return found.group(1) if found else ""
+
+
+def _stored_revision(engine: Engine) -> str | None:
+    """The revision recorded in the database (None when it has none yet)."""
+    try:
+        with engine.connect() as connection:
+            return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except (OperationalError, ProgrammingError):
+        return None  # no alembic_version table: a new database
+
+
 def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
 
 
 def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory.from_config(alembic_config(None)).get_current_head()  # type: ignore[arg-type]
 
 
 def known_revision(revision: str) -> bool:
     """True when ``revision`` is one of this version's migrations."""
+    from alembic.script import ScriptDirectory
     from alembic.util import CommandError
 
     try:

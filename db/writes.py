@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,7 @@ from db.models import ENDED_STATUSES, Face, Image, Job, Model, utcnow
 from db.overlap import RunStillGoing, overlapping_run
 from db.reads import status_counts
 from db.records import ImageResult, ModelIdentity
+from db.session import checkpoint_if_large
 from fer_model.classes import CLASSES
 
 
@@ -26,6 +27,9 @@ INSERT_BATCH = 1000
 # PostgreSQL advisory lock taken while a job is recorded, so two runs starting at once cannot both
 # miss each other (on SQLite the job's INSERT takes the database's write lock first).
 JOB_START_LOCK = 0x66657231
+# Image rows recorded per transaction when a job is created. SQLite's write-ahead log holds a whole
+# transaction (about 350 bytes an image with its index entries), so a job of any size keeps it bounded.
+JOB_BATCH = 50_000
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,7 @@ class Listing:
 
 
 def create_job(engine: Engine, roots: Sequence[str], options: dict[str, Any], paths: Iterable[str]) -> int:
-    """Record a full pass: the job and one pending image row per path, in one transaction."""
+    """Record a full pass: the job and one pending image row per path."""
     return create_planned_job(engine, roots, options, RunPlan(to_annotate=[(path, None) for path in paths]))
 
 
@@ -45,10 +49,12 @@ def create_planned_job(
     engine: Engine, roots: Sequence[str], options: dict[str, Any], plan: RunPlan, schedule_id: int | None = None,
     listing: Listing | None = None,
 ) -> int:
-    """Record the job, its pending images and the missing marks, in one transaction.
+    """Record the job, its pending images and the missing marks.
 
     Raises RunStillGoing (and records nothing) when an unfinished job over overlapping roots exists: the
-    check runs inside the transaction that records the job, so of two runs starting at once one is refused.
+    check runs inside the transaction that records the job row, so of two runs starting at once one is
+    refused. The images then go in transactions of JOB_BATCH; a job whose recording stops part-way (an
+    error, Ctrl-C) is deleted with the images recorded so far, so no job is left half-recorded.
     """
     listing = listing or Listing()
     with Session(engine) as session, session.begin():
@@ -65,14 +71,25 @@ def create_planned_job(
         running = overlapping_run(session.connection(), roots, exclude=job.id)
         if running is not None:
             raise RunStillGoing(*running)
-        rows = [{"job_id": job.id, "path": path, "status": "pending", "change": change} for path, change in plan.to_annotate]
-        for start in range(0, len(rows), INSERT_BATCH):
-            session.execute(insert(Image), rows[start : start + INSERT_BATCH])
+        job_id = job.id
+    try:
+        rows = [{"job_id": job_id, "path": path, "status": "pending", "change": change} for path, change in plan.to_annotate]
+        for first in range(0, len(rows), JOB_BATCH):
+            last = min(first + JOB_BATCH, len(rows))
+            with engine.begin() as connection:
+                for start in range(first, last, INSERT_BATCH):
+                    connection.execute(Image.__table__.insert(), rows[start : min(start + INSERT_BATCH, last)])
+            checkpoint_if_large(engine)
         now = utcnow()
-        for start in range(0, len(plan.missing_ids), INSERT_BATCH):
-            batch = plan.missing_ids[start : start + INSERT_BATCH]
-            session.execute(update(Image).where(Image.id.in_(batch)).values(missing_at=now))
-        return job.id
+        with engine.begin() as connection:
+            for start in range(0, len(plan.missing_ids), INSERT_BATCH):
+                batch = plan.missing_ids[start : start + INSERT_BATCH]
+                connection.execute(update(Image).where(Image.id.in_(batch)).values(missing_at=now))
+    except BaseException:
+        with engine.begin() as connection:
+            connection.execute(delete(Job).where(Job.id == job_id))  # its images go with it (ON DELETE CASCADE)
+        raise
+    return job_id
 
 
 def ensure_model(engine: Engine, identity: ModelIdentity) -> int:
@@ -94,6 +111,17 @@ def mark_running(engine: Engine, job_id: int) -> None:
         connection.execute(update(Job).where(Job.id == job_id, Job.status == "pending").values(status="running"))
 
 
+# One statement for every image of a chunk (executemany): built once, not once per image.
+_images = Image.__table__
+_WRITE_IMAGE = (
+    update(_images)
+    .where(_images.c.id == bindparam("b_id"), _images.c.job_id == bindparam("b_job"))
+    .values({column: bindparam(column) for column in (
+        "status", "error", "width", "height", "size", "mtime", "sha256", "taken_at", "processed_at", "duration_ms",
+        "model_id", "linked_from_id")})
+)
+
+
 def record_chunk(engine: Engine, job_id: int, model_id: int, results: Sequence[ImageResult]) -> None:
     """Write a chunk's results in one transaction, replacing any earlier copy of them."""
     now = utcnow()
@@ -102,24 +130,16 @@ def record_chunk(engine: Engine, job_id: int, model_id: int, results: Sequence[I
         if not ids:
             return
         connection.execute(delete(Face).where(Face.image_id.in_(ids), Face.model_id == model_id))
-        for result in results:
-            connection.execute(
-                update(Image)
-                .where(Image.id == result.image_id, Image.job_id == job_id)
-                .values(
-                    status=result.status,
-                    error=result.error,
-                    width=result.width,
-                    height=result.height,
-                    size=result.size,
-                    mtime=result.mtime,
-                    sha256=result.sha256,
-                    processed_at=now,
-                    duration_ms=result.duration_ms,
-                    model_id=model_id if result.status == "done" else None,
-                    linked_from_id=result.linked_from,
-                )
-            )
+        connection.execute(_WRITE_IMAGE, [
+            {
+                "b_id": result.image_id, "b_job": job_id, "status": result.status, "error": result.error,
+                "width": result.width, "height": result.height, "size": result.size, "mtime": result.mtime,
+                "sha256": result.sha256, "taken_at": result.taken_at, "processed_at": now,
+                "duration_ms": result.duration_ms, "model_id": model_id if result.status == "done" else None,
+                "linked_from_id": result.linked_from,
+            }
+            for result in results
+        ])
         rows = [
             {
                 "image_id": result.image_id,
@@ -138,10 +158,11 @@ def record_chunk(engine: Engine, job_id: int, model_id: int, results: Sequence[I
             for face in result.faces
         ]
         if rows:
-            connection.execute(insert(Face), rows)
+            connection.execute(Face.__table__.insert(), rows)
         pending = connection.scalar(
             select(Image.id).where(Image.job_id == job_id, Image.status == "pending").limit(1)
         )
+    checkpoint_if_large(engine)
     if pending is None:  # the job's counts are refreshed once, when its last chunk is written
         finish_job_if_complete(engine, job_id)
 

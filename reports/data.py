@@ -1,5 +1,5 @@
 """Everything the HTML report shows about a job, the runs since a date or the whole archive (a report's Scope),
-read from the database (and photo dates from the files)."""
+read from the database alone (no photo is opened here)."""
 
 from __future__ import annotations
 
@@ -120,22 +120,20 @@ def _accuracy(metrics: dict[str, Any]) -> tuple[float | None, str | None]:
 
 def _photo_dates(engine: Engine, scope: Scope) -> PhotoDates:
     query = (
-        select(Image.id, Image.path, Image.mtime, Face.label)
+        select(Image.id, Image.taken_at, Image.mtime, Face.label)
         .join(Face, Face.image_id == Image.id)
         .where(scope.done, scope.faces)
-        .order_by(Image.id)
     )
     dates: dict[int, dt.datetime | None] = {}
     sources: Counter[DateSource] = Counter()
     faces_by_day: dict[dt.date, Counter[str]] = defaultdict(Counter)
     with engine.connect() as connection:
-        rows = connection.execute(query).all()
-    for image_id, path, mtime, label in rows:  # the files are read after the database connection is released
-        if image_id not in dates:
-            dates[image_id], source = photo_date(path, mtime)
-            sources[source] += 1
-        if dates[image_id] is not None:
-            faces_by_day[dates[image_id].date()][label] += 1
+        for image_id, taken_at, mtime, label in connection.execute(query):
+            if image_id not in dates:
+                dates[image_id], source = photo_date(taken_at, mtime)
+                sources[source] += 1
+            if dates[image_id] is not None:
+                faces_by_day[dates[image_id].date()][label] += 1
     months = {(day.year, day.month) for day in faces_by_day}
     unit = "year" if len(months) > MAX_MONTHS else "month"
     periods: dict[str, Counter[str]] = defaultdict(Counter)

@@ -81,3 +81,32 @@ def test_small_face_scenes_are_built_once_with_faces_near_the_smallest_size(tmp_
     stamp = (folder / "small-faces/scene_0000.jpg").stat().st_mtime_ns
     assert build_small_faces(photos_dir, folder, 2) == truth  # cached: nothing is rewritten
     assert (folder / "small-faces/scene_0000.jpg").stat().st_mtime_ns == stamp
+
+
+def test_scale_bench_times_every_nightly_command_at_both_sizes(tmp_path):
+    """bench/scale.py on a tiny archive (5 photos a folder): every figure at both sizes, and a verdict on each target."""
+    result = subprocess.run(
+        [sys.executable, "bench/scale.py", "--photos", "5", "--images", "1000", "--baseline", "500",
+         "--backends", "sqlite", "--repeats", "1", "--workdir", str(tmp_path / "scale"),
+         "--broker", os.environ.get("FER_TEST_BROKER_URL", "redis://127.0.0.1:6379/13")],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    table = result.stdout.split("sqlite: 500 annotated images", 1)[1]
+    for label in ("fer status", "fer report --all", "fer report --format html", "export peak memory",
+                  "latest_annotations, counted whole", "known-content copy (50 files)",
+                  "new folder of 5 unknown photos", "rerun of an unchanged 50-file folder", "rerun of the whole archive",
+                  "fer status after a quiet night", "fer submit of 1,000 files", "cancel: queue free after"):
+        assert re.search(rf"^\| {re.escape(label)} \| [\d,.]+ ", table, re.M), label
+    assert re.search(r"^\| known-content copy \| .* \| >= 1,000 files/s, within 1.5x of the baseline: (met|\*\*not met\*\*) \|$",
+                     table, re.M)
+    assert not (tmp_path / "scale" / "archive").exists()  # removed at the end
+
+
+def test_wal_bench_prints_the_largest_log_for_each_kind_of_reader():
+    result = subprocess.run([sys.executable, "bench/wal.py", "--images", "640"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    for row in (r"\| index lookups \| SQLite's only \| [\d.]+ MB \|", r"\| whole-table reads \| SQLite's only \| [\d.]+ MB \|",
+                r"\| whole-table reads \| SQLite's and the writer's \| [\d.]+ MB \|"):
+        assert re.search(row, result.stdout), row

@@ -23,7 +23,9 @@ def engine(database_url):
 
 
 def test_migrations_reach_head_and_match_the_models(engine):
-    assert current_revision(engine) == head_revision()
+    from db.session import newest_revision
+
+    assert current_revision(engine) == head_revision() == newest_revision()
     with engine.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
@@ -116,3 +118,67 @@ def test_upgrading_a_database_with_results_keeps_every_row(database_url):
         if engine.dialect.name == "sqlite":
             assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
+
+
+def test_upgrading_fills_the_photo_dates_of_images_annotated_before(database_url, tmp_path):
+    """Reports take photo dates from the database; the migration that adds them reads the files annotated before
+    (once per content), and leaves gone files, photos without EXIF dates and failed images without one."""
+    import datetime as dt
+
+    from PIL import Image as Picture
+    from sqlalchemy import text
+
+    picture = Picture.new("RGB", (32, 32), "gray")
+    exif = Picture.Exif()
+    exif.get_ifd(0x8769)[0x9003] = "2019:07:14 10:30:00"  # DateTimeOriginal
+    picture.save(tmp_path / "dated.jpg", exif=exif)
+    picture.save(tmp_path / "dated-but-failed.jpg", exif=exif)
+    picture.save(tmp_path / "plain.jpg")
+    rows = [  # id, path, status, sha256
+        (1, tmp_path / "dated.jpg", "done", "a"), (2, tmp_path / "plain.jpg", "done", "b"),
+        (3, tmp_path / "gone.jpg", "done", "c"), (4, tmp_path / "copy-gone-since.jpg", "done", "a"),
+        (5, tmp_path / "dated-but-failed.jpg", "failed", None),
+    ]
+    engine = make_engine(database_url)
+    upgrade(engine, "0005")
+    with engine.begin() as connection:
+        connection.execute(text(
+            "INSERT INTO jobs (id, created_at, status, roots, options, images_total, images_done, images_failed, "
+            "faces_found) VALUES (1, '2026-01-01 00:00:00', 'finished', '[]', '{}', 5, 4, 1, 0)"))
+        for image_id, path, status, sha256 in rows:
+            connection.execute(text("INSERT INTO images (id, job_id, path, status, sha256) VALUES (:id, 1, :path, "
+                                    ":status, :sha256)"), {"id": image_id, "path": str(path), "status": status,
+                                                           "sha256": sha256})
+    upgrade(engine)
+    with engine.connect() as connection:
+        dates = dict(connection.execute(select(Image.id, Image.taken_at)).all())
+    engine.dispose()
+    taken = dt.datetime(2019, 7, 14, 10, 30)
+    assert dates == {1: taken, 2: None, 3: None, 4: taken, 5: None}
+
+
+def test_the_photo_date_and_index_migrations_go_down_and_up_again_keeping_every_row(database_url):
+    from alembic import command
+    from sqlalchemy import text
+
+    from db.session import alembic_config
+
+    engine = make_engine(database_url)
+    upgrade(engine)
+    with Session(engine) as session:
+        job = Job(roots=["/photos"], options={})
+        model = Model(name="seed", version="abc", file_sha256="0" * 64)
+        image = Image(job=job, path="/photos/a.jpg", status="done")
+        session.add_all([job, model, image])
+        session.flush()
+        image.model_id = model.id
+        session.add(_face(image, model, 0))
+        session.commit()
+    command.downgrade(alembic_config(engine), "0005")
+    assert current_revision(engine) == "0005"
+    upgrade(engine)
+    with engine.connect() as connection:
+        counts = [connection.scalar(text(f"SELECT COUNT(*) FROM {name}"))
+                  for name in ("images", "faces", "face_annotations", "latest_annotations")]
+    engine.dispose()
+    assert current_revision(engine) == head_revision() and counts == [1, 1, 1, 1]

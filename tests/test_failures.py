@@ -166,6 +166,48 @@ def test_cancel_ends_a_queued_job_and_its_pending_images_are_not_processed(two_p
     engine.dispose()
 
 
+@pytest.mark.slow
+def test_cancel_takes_the_jobs_queued_chunks_off_the_queue_and_leaves_the_others(two_photos, sqlite_url, broker):
+    from workers.pipeline import use_broker
+    from workers.queueing import queue_chunks_for
+
+    use_broker(BROKER_URL)  # the app may still hold another test's broker
+    assert run("db", "upgrade", "--db", sqlite_url).exit_code == 0
+    engine = make_engine(sqlite_url)
+    options = {"model": "seed", "allowed_roots": [str(two_photos)], "incremental": True, "chunk_size": 1}
+    paths = sorted(str(p) for p in two_photos.iterdir())
+    jobs = [create_job(engine, [str(two_photos)], options, paths) for _ in range(3)]
+    for job in jobs:
+        queue_chunks_for(engine)(job, image_ids(engine, job), options)
+    queued = [json.loads(raw) for raw in broker.lrange("celery", 0, -1)]
+    assert len(queued) == 6
+    for message in queued:  # the arguments once, in the body; a short description in the headers
+        job, ids, _ = json.loads(base64.b64decode(message["body"]))[0]
+        assert message["headers"]["argsrepr"] == f"(job {job}, 1 image id)"
+        assert "argsrepr" not in message["properties"] and str(ids) not in json.dumps(message["headers"])
+
+    result = run("cancel", str(jobs[0]), "--broker", BROKER_URL, "--db", sqlite_url)
+    assert result.exit_code == 0
+    assert " ".join(result.output.split()) == (f"Job {jobs[0]} cancelled (it was pending); 2 queued chunks taken off "
+                                               f"the queue; `fer retry {jobs[0]}` reopens it")
+    left = [json.loads(raw) for raw in broker.lrange("celery", 0, -1)]
+    assert left == [message for message in queued if message["headers"]["fer_job"].split(":")[1] != str(jobs[0])]
+    assert job_row(sqlite_url, jobs[0]) == ("cancelled", "cancelled with `fer cancel`")
+
+    unreachable = run("cancel", str(jobs[1]), "--broker", "redis://127.0.0.1:1/0", "--db", sqlite_url)
+    assert unreachable.exit_code == 0
+    flat = " ".join(unreachable.output.split())
+    assert flat.startswith(f"Job {jobs[1]} cancelled (it was pending); `fer retry {jobs[1]}` reopens it Its chunks stay "
+                           "in the queue: cannot reach the broker at redis://127.0.0.1:1/0")
+    assert flat.endswith("workers drop them as they reach them")
+    assert job_row(sqlite_url, jobs[1])[0] == "cancelled" and broker.llen("celery") == 4
+    again = run("cancel", str(jobs[1]), "--broker", BROKER_URL, "--db", sqlite_url)
+    assert " ".join(again.output.split()) == (f"Job {jobs[1]} is already cancelled; nothing to cancel; 2 queued chunks "
+                                              "taken off the queue")
+    assert broker.llen("celery") == 2
+    engine.dispose()
+
+
 # --- exit codes and failed files ----------------------------------------------------------------
 
 @pytest.fixture(scope="module")

@@ -23,10 +23,11 @@ from click.testing import CliRunner
 from PIL import Image
 
 from cli.main import fer
+from db.session import make_engine
 from fer_model.files import write_atomically
 from fer_model.registry import resolve_model
 from reports.paths import display_path, file_uri
-from reports.photo_dates import photo_date
+from reports.photo_dates import exif_date, photo_date
 from reports.thumbnails import Box, face_thumbnail
 from tests.archives import EMPTY_FILE, EXIF_DATE, FAILED_IN_ARCHIVE, IMAGES_IN_ARCHIVE, MARKUP_FILE, MARKUP_FOLDER, NOT_AN_IMAGE
 
@@ -282,10 +283,30 @@ def test_without_output_the_html_goes_to_a_redirected_stdout_but_never_to_a_term
 # --- the parts, without a database ------------------------------------------------------------------
 
 def test_photo_date_prefers_exif_then_file_time(sample_archive):
-    assert photo_date(str(sample_archive / "dated" / "exif.jpg"), 0.0) == (EXIF_DATE, "exif")
-    taken, source = photo_date(str(sample_archive / "blank.png"), 1_600_000_000.0)
-    assert source == "file" and taken == dt.datetime(2020, 9, 13, 12, 26, 40)
-    assert photo_date(str(sample_archive / "missing.jpg"), None) == (None, "unknown")
+    assert exif_date(str(sample_archive / "dated" / "exif.jpg")) == EXIF_DATE
+    assert exif_date(str(sample_archive / "blank.png")) is None
+    assert exif_date(str(sample_archive / "missing.jpg")) is None
+    assert photo_date(EXIF_DATE, 0.0) == (EXIF_DATE, "exif")
+    assert photo_date(None, 1_600_000_000.0) == (dt.datetime(2020, 9, 13, 12, 26, 40), "file")
+    assert photo_date(None, None) == (None, "unknown")
+
+
+def test_the_report_data_opens_no_photo(annotated_sqlite, monkeypatch):
+    """Photo dates come from the database (read when each photo was annotated), not from the files."""
+    import PIL.Image
+
+    from reports.data import collect_report
+
+    def no_photo(*args, **kwargs):
+        raise AssertionError("the report opened a photo")
+
+    monkeypatch.setattr(PIL.Image, "open", no_photo)
+    engine = make_engine(annotated_sqlite)
+    data = collect_report(engine, 1)
+    engine.dispose()
+    assert data.dates.sources["exif"] == 1
+    assert sum(data.dates.sources.values()) == data.summary["images_with_faces"]
+    assert any(row["period"] == EXIF_DATE.strftime("%Y-%m") for row in data.dates.rows)
 
 
 def test_thumbnail_crops_the_box_in_upright_coordinates(tmp_path):

@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
@@ -24,37 +23,12 @@ from workers.cropping import face_crop
 from workers.detection import FaceDetector
 from workers.images import ImageReadError, LoadedImage, read_image, upright_size
 from workers.min_face import MIN_FACE_SIZE, MinFace, min_face_pixels
+from workers.stages import StageSeconds
 
 # Large JPEGs are decoded reduced: to no less than DECODE_SIDE pixels on the longer side, and
 # never so small that a face of the smallest size asked for drops below a detector's 20-px window.
 DECODE_SIDE = 1280
 DETECTOR_WINDOW = 20
-
-
-@dataclass
-class StageSeconds:
-    """Where a chunk's time went, summed over its images."""
-
-    hash: float = 0.0
-    decode: float = 0.0
-    detect: float = 0.0
-    classify: float = 0.0
-    write: float = 0.0
-
-    @contextmanager
-    def timing(self, stage: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            setattr(self, stage, getattr(self, stage) + time.perf_counter() - started)
-
-    def add(self, other: dict[str, float]) -> None:
-        for stage, seconds in other.items():
-            setattr(self, stage, getattr(self, stage) + seconds)
-
-    def as_dict(self) -> dict[str, float]:
-        return {stage: round(seconds, 4) for stage, seconds in asdict(self).items()}
 
 
 def _image_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -226,7 +200,8 @@ def _detect_one(
     except OSError as error:
         return ImageResult(image_id, "failed", error=f"cannot read file: {error.strerror or error}")
     result = ImageResult(
-        image_id, "done", width=loaded.width, height=loaded.height, size=stat.st_size, mtime=stat.st_mtime, sha256=sha256
+        image_id, "done", width=loaded.width, height=loaded.height, size=stat.st_size, mtime=stat.st_mtime, sha256=sha256,
+        taken_at=loaded.taken_at,
     )
     with seconds.timing("detect"):
         boxes = sorted(detector.detect(loaded.gray, pixels * loaded.scale), key=lambda d: (d.y, d.x))

@@ -8,15 +8,17 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Connection, Engine
 
+from db.incremental import model_id_for
 from db.reads import annotated_content, pending_paths
 from db.records import FaceResult, ImageResult
 from db.writes import ensure_model, mark_running, record_chunk
 from db.session import make_engine
 from fer_model.classes import CLASSES
 from fer_model.files import file_sha256
-from workers.annotate import DetectedImages, PathPolicy, StageSeconds, classify_detected, detect_images
+from workers.annotate import DetectedImages, PathPolicy, classify_detected, detect_images
+from workers.stages import StageSeconds
 from workers.classifier import get_classifier, model_identity
 from workers.detection import get_detector
 from workers.options import JobOptions
@@ -120,17 +122,21 @@ def detect_chunk(database_url: str, job_id: int, image_ids: list[int], options: 
     processes that feed one classifier.
     """
     engine = engine_for(database_url)
-    items = pending_paths(engine, job_id, image_ids)
-    if not items:
-        return None
     job = JobOptions.from_dict(options)
-    model_id = ensure_model(engine, model_identity(job.model))
+    identity = model_identity(job.model)
     seconds = StageSeconds()
     rules = path_policy(job)
     copies: list[ImageResult] = []
     digests: dict[int, str] = {}
-    if job.incremental:
-        copies, items, digests = _link_known_content(engine, model_id, items, rules, seconds)
+    with engine.connect() as connection:  # one connection for the chunk's lookups, released before detection
+        items = pending_paths(connection, job_id, image_ids)
+        if not items:
+            return None
+        model_id = model_id_for(connection, identity.name, identity.version)
+        if model_id is None:
+            model_id = ensure_model(engine, identity)
+        if job.incremental:
+            copies, items, digests = _link_known_content(connection, model_id, items, rules, seconds)
     detected = detect_images(items, get_detector(job.detector), rules, seconds, job.min_face, digests)
     # Copies come first; the owners of the detected faces shift by as many places.
     detected = DetectedImages(copies + detected.results, detected.faces,
@@ -153,7 +159,7 @@ def write_chunk(database_url: str, job_id: int, chunk: DetectedChunk) -> dict[st
 
 
 def _link_known_content(
-    engine: Engine, model_id: int, items: list[tuple[int, str]], rules: PathPolicy, seconds: StageSeconds
+    connection: Connection, model_id: int, items: list[tuple[int, str]], rules: PathPolicy, seconds: StageSeconds
 ) -> tuple[list[ImageResult], list[tuple[int, str]], dict[int, str]]:
     """Hash the chunk's files; copy the results of content annotated before. Returns (copies, the rest, hashes)."""
     digests: dict[int, str] = {}
@@ -164,7 +170,7 @@ def _link_known_content(
                     digests[image_id] = file_sha256(path)
                 except OSError:
                     pass  # detect_images reports it
-    known = annotated_content(engine, model_id, list(digests.values()), [image_id for image_id, _ in items])
+    known = annotated_content(connection, model_id, list(digests.values()), [image_id for image_id, _ in items])
     copies: list[ImageResult] = []
     rest: list[tuple[int, str]] = []
     for image_id, path in items:
@@ -180,7 +186,7 @@ def _link_known_content(
             continue
         copies.append(ImageResult(
             image_id, "done", width=source["width"], height=source["height"], size=stat.st_size, mtime=stat.st_mtime,
-            sha256=digests[image_id], linked_from=source["image_id"],
+            sha256=digests[image_id], taken_at=source["taken_at"], linked_from=source["image_id"],
             faces=[
                 FaceResult(index=face["face_index"], x=face["x"], y=face["y"], w=face["w"], h=face["h"],
                            score=face["detector_score"], probabilities=[face[f"p_{name}"] for name in CLASSES],

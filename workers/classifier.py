@@ -8,12 +8,12 @@ from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from db.records import ModelIdentity
 from fer_model.classes import CLASSES
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from workers.devices import Device
 
 logger = logging.getLogger("fer.worker")
@@ -108,6 +108,8 @@ class EmotionClassifier:
 
     def predict(self, faces: list[np.ndarray]) -> np.ndarray:
         """(N, 7) probabilities for gray face crops of any size, in CLASSES order."""
+        import numpy as np
+
         if not faces:
             return np.zeros((0, len(CLASSES)), dtype=np.float32)
         from fer_model.faces import stack_faces
@@ -116,6 +118,8 @@ class EmotionClassifier:
 
     def predict_faces(self, faces: np.ndarray) -> np.ndarray:
         """(N, 7) probabilities for an (N, 48, 48, 1) uint8 batch."""
+        import numpy as np  # here, not at import: recording a run needs the model's identity, not numpy
+
         size = self.batch_size
         if self.backend == "onnx":
             return self.model.predict_faces(faces, size)

@@ -7,6 +7,7 @@ scaling via ``draft``) when the caller only needs a smaller image.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import warnings
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from reports.photo_dates import exif_date_of
 
 # Pillow itself refuses images above twice its MAX_IMAGE_PIXELS (about 179 megapixels).
 DEFAULT_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
@@ -37,13 +40,15 @@ class LoadedImage:
     """An upright gray image, possibly decoded at reduced resolution.
 
     ``width`` and ``height`` are the upright original's; ``scale`` is decoded size over
-    original size, so a box found at (x, y) maps back to (x / scale, y / scale).
+    original size, so a box found at (x, y) maps back to (x / scale, y / scale); ``taken_at``
+    is the photo's EXIF capture date, if it has one.
     """
 
     gray: np.ndarray
     width: int
     height: int
     scale: float
+    taken_at: dt.datetime | None = None
 
 
 def read_image(
@@ -96,6 +101,7 @@ def _decode(image: Image.Image, max_side: int | None, min_scale: float, max_pixe
     if width < 1 or height < 1:
         raise ImageReadError(f"invalid dimensions {width}x{height}")
     upright_width, upright_height = upright_size(image)
+    taken_at = exif_date_of(image)
 
     target_side = max(max_side or 0, max(width, height) * min_scale)
     if max_side and image.format == "JPEG" and max(width, height) >= 2 * target_side:
@@ -106,7 +112,8 @@ def _decode(image: Image.Image, max_side: int | None, min_scale: float, max_pixe
         image.seek(0)
     image = ImageOps.exif_transpose(image)
     gray = _to_gray(image)
-    return LoadedImage(gray=gray, width=upright_width, height=upright_height, scale=gray.shape[1] / upright_width)
+    return LoadedImage(gray=gray, width=upright_width, height=upright_height, scale=gray.shape[1] / upright_width,
+                       taken_at=taken_at)
 
 
 def _to_gray(image: Image.Image) -> np.ndarray:

@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from typing import Any
 
-from workers.annotate import DetectedImages, StageSeconds, classify_detected
+from workers.annotate import DetectedImages, classify_detected
+from workers.stages import StageSeconds
 from workers.classifier import EmotionClassifier, backend_for, get_classifier
 from workers.options import JobOptions
 from workers.chunks import DetectedChunk, detect_chunk, engine_for, init_process, one_opencv_thread, write_chunk

@@ -228,7 +228,7 @@ def annotate_folder(engine: Engine, database_url: str, found: Found, options: di
     """Annotate the files found, here and now; returns the job's summary with timings and the skipped entries."""
     from db.reads import job_summary
     from db.writes import finish_job_if_complete
-    from workers.annotate import StageSeconds
+    from workers.stages import StageSeconds
 
     started = time.monotonic()
     job = start_job(engine, found, options)
@@ -315,14 +315,36 @@ def check_broker(broker: str | None = None) -> None:
         ) from error
 
 
-def cancel_job(engine: Engine, job_id: int) -> str:
-    """End a queued or running job; returns the status it had."""
+@dataclass
+class Cancelled:
+    """What `cancel_job` did: the status the job had, and how many of its chunk messages it took off the broker's
+    queue (None: none were queued, or the broker's queues cannot be edited); ``broker_problem`` when the broker
+    could not be reached."""
+
+    previous: str
+    removed: int | None = None
+    broker_problem: str | None = None
+
+
+def cancel_job(engine: Engine, job_id: int, broker: str | None = None) -> Cancelled:
+    """End a queued or running job, and take its chunks that no worker has fetched yet off the queue (of
+    ``broker``, else $FER_BROKER_URL), so that workers are free at once."""
+    from db.reads import database_identity
+    from db.reads import job_options as stored_options
     from db.writes import cancel_job as cancel
+    from workers.queueing import BrokerUnreachable, remove_queued_chunks
 
     previous = cancel(engine, job_id)
     if previous is None:
         raise NoSuchJob(f"no job {job_id}")
-    return previous
+    outcome = Cancelled(previous)
+    if previous != "finished" and (stored_options(engine, job_id) or {}).get("queued"):
+        use_broker(broker)
+        try:
+            outcome.removed = remove_queued_chunks(job_id, database_identity(engine))
+        except BrokerUnreachable as error:
+            outcome.broker_problem = str(error)
+    return outcome
 
 
 def _no_worker_seconds() -> float:

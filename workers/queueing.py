@@ -1,15 +1,55 @@
-"""Sending a job's chunks to the broker as `fer.annotate_chunk` tasks."""
+"""Sending a job's chunks to the broker as `fer.annotate_chunk` tasks, and taking them back when it is cancelled."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
+from celery.signals import before_task_publish
 from sqlalchemy import Engine
 
 from workers.chunking import chunked
 from workers.options import JobOptions
+
+# The message header that names a chunk's job, as "<database identity>:<job id>".
+JOB_HEADER = "fer_job"
+
+# Removes a job's messages from Redis lists (a queue and its priority lists) in one atomic step, keeping the
+# others in their order. KEYS: the lists; ARGV[1]: the job's header value. Returns how many were removed.
+REMOVE_JOB_MESSAGES = """
+local removed = 0
+local needle = '"' .. ARGV[1] .. '"'
+for _, key in ipairs(KEYS) do
+  local messages = redis.call('LRANGE', key, 0, -1)
+  local kept = {}
+  local dropped = 0
+  for _, message in ipairs(messages) do
+    local ours = false
+    if string.find(message, needle, 1, true) then
+      local ok, decoded = pcall(cjson.decode, message)
+      ours = ok and type(decoded) == 'table' and type(decoded.headers) == 'table'
+             and decoded.headers.fer_job == ARGV[1]
+    end
+    if ours then dropped = dropped + 1 else kept[#kept + 1] = message end
+  end
+  if dropped > 0 then
+    redis.call('DEL', key)
+    for first = 1, #kept, 1000 do
+      redis.call('RPUSH', key, unpack(kept, first, math.min(first + 999, #kept)))
+    end
+  end
+  removed = removed + dropped
+end
+return removed
+"""
+
+
+class BrokerUnreachable(Exception):
+    """The broker could not be reached (the message says which and why)."""
+
+
+def job_tag(job_id: int, database_id: str | None) -> str:
+    return f"{database_id or ''}:{job_id}"
 
 
 def queue_chunks(job_id: int, image_ids: list[int], options: dict[str, Any], database_id: str | None = None) -> None:
@@ -21,11 +61,56 @@ def queue_chunks(job_id: int, image_ids: list[int], options: dict[str, Any], dat
     with app.connection_for_write() as connection:
         for chunk in chunked(image_ids, JobOptions.from_dict(options).chunk_size):
             annotate_chunk.apply_async(args=[job_id, chunk, options], kwargs={"database_id": database_id},
-                                       connection=connection)
+                                       headers={JOB_HEADER: job_tag(job_id, database_id)}, connection=connection)
+
+
+@before_task_publish.connect
+def _short_arguments_repr(sender: str | None = None, headers: dict | None = None, body: Any = None, **_: Any) -> None:
+    """A chunk message names its job and image count instead of repeating its arguments in ``argsrepr``."""
+    if sender != "fer.annotate_chunk" or headers is None:
+        return
+    try:
+        job_id, ids = body[0][0], body[0][1]
+    except (TypeError, IndexError, KeyError):
+        return
+    headers["argsrepr"] = f"(job {job_id}, {len(ids)} image id{'' if len(ids) == 1 else 's'})"
+    headers["kwargsrepr"] = "{}"
 
 
 def queue_chunks_for(engine: Engine) -> Callable[[int, list[int], dict[str, Any]], None]:
-    """``queue_chunks`` bound to the identity of the database ``engine`` writes to."""
+    """``queue_chunks`` bound to the identity of the database ``engine`` writes to; the job is marked as queued
+    first (`fer cancel` then knows to take its messages back from the broker)."""
     from db.reads import database_identity
+    from db.writes import update_job_options
 
-    return partial(queue_chunks, database_id=database_identity(engine))
+    database_id = database_identity(engine)
+
+    def queue(job_id: int, image_ids: list[int], options: dict[str, Any]) -> None:
+        update_job_options(engine, job_id, {"queued": True})
+        queue_chunks(job_id, image_ids, options, database_id=database_id)
+
+    return queue
+
+
+def remove_queued_chunks(job_id: int, database_id: str | None) -> int | None:
+    """Take the job's chunk messages that no worker has fetched yet out of the broker's queue; returns how many
+    (None: the broker is not Redis, whose queues cannot be edited; workers drop such chunks as they reach them).
+    Raises BrokerUnreachable."""
+    from kombu.exceptions import OperationalError
+    from kombu.utils.url import maybe_sanitize_url
+    from redis.exceptions import RedisError
+
+    from workers.celery_app import app
+
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=5)
+            if connection.transport.driver_type != "redis":
+                return None
+            channel = connection.default_channel
+            queue = app.conf.task_default_queue
+            keys = [queue] + [f"{queue}{channel.sep}{step}" for step in channel.priority_steps if step]
+            return int(channel.client.eval(REMOVE_JOB_MESSAGES, len(keys), *keys, job_tag(job_id, database_id)))
+    except (OperationalError, OSError, RedisError) as error:
+        raise BrokerUnreachable(f"cannot reach the broker at {maybe_sanitize_url(app.conf.broker_url)} ({error})") \
+            from error
