@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from sqlalchemy import Engine
@@ -13,7 +12,7 @@ from sqlalchemy import Engine
 from db.reads import annotated_content, pending_paths
 from db.records import FaceResult, ImageResult
 from db.writes import ensure_model, mark_running, record_chunk
-from db.session import make_engine
+from db.session import engine_for
 from fer_model.classes import CLASSES
 from fer_model.files import file_sha256
 from workers.annotate import DetectedImages, PathPolicy, StageSeconds, classify_detected, detect_images
@@ -68,12 +67,6 @@ def fail_job(database_url: str, job_id: int, error: Exception) -> None:
     mark_job(engine_for(database_url), job_id, "failed", failure_reason(error))
 
 
-@cache
-def engine_for(database_url: str) -> Engine:
-    """One engine (connection pool) per database per process."""
-    return make_engine(database_url)
-
-
 def init_process() -> None:
     """Set up a worker process: fresh connection pools (a forked process must not use its parent's), one OpenCV thread."""
     engine_for.cache_clear()
@@ -87,7 +80,7 @@ def one_opencv_thread() -> None:
     cv2.setNumThreads(int(os.environ.get("FER_OPENCV_THREADS", "1")))
 
 
-def process_chunk(database_url: str, job_id: int, image_ids: list[int], options: dict[str, Any]) -> dict[str, Any]:
+def process_chunk(database_url: str, job_id: int, image_ids: list[int], options: JobOptions) -> dict[str, Any]:
     """Annotate the still-pending images of a chunk and write them in one transaction.
 
     Idempotent: images already done are skipped, and rewriting a chunk replaces its faces.
@@ -100,7 +93,7 @@ def process_chunk(database_url: str, job_id: int, image_ids: list[int], options:
         return {"job": job_id, "images": 0, "faces": 0, "linked": 0, "seconds": StageSeconds().as_dict()}
     mark_running(engine_for(database_url), job_id)
     if len(chunk.detected.faces):  # a chunk of copies or of photos without faces needs no model
-        classify_detected([chunk.detected], get_classifier(JobOptions.from_dict(options).model), chunk.seconds)
+        classify_detected([chunk.detected], get_classifier(options.model), chunk.seconds)
     return write_chunk(database_url, job_id, chunk)
 
 
@@ -113,7 +106,7 @@ class DetectedChunk:
     seconds: StageSeconds
 
 
-def detect_chunk(database_url: str, job_id: int, image_ids: list[int], options: dict[str, Any]) -> DetectedChunk | None:
+def detect_chunk(database_url: str, job_id: int, image_ids: list[int], job: JobOptions) -> DetectedChunk | None:
     """Everything of `process_chunk` before classification; None when none of the images is pending.
 
     It reads the database but writes nothing, imports no TensorFlow, and runs in detection
@@ -123,7 +116,6 @@ def detect_chunk(database_url: str, job_id: int, image_ids: list[int], options: 
     items = pending_paths(engine, job_id, image_ids)
     if not items:
         return None
-    job = JobOptions.from_dict(options)
     model_id = ensure_model(engine, model_identity(job.model))
     seconds = StageSeconds()
     rules = path_policy(job)
