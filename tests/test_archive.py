@@ -176,3 +176,28 @@ def test_importing_the_workers_package_does_not_load_the_library_api():
     loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"
 
+
+def readme_python_example() -> str:
+    """The code block of the README's "Python API" section, exactly as a reader copies it."""
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text[text.index("### Python API"):]
+    start = section.index("```python\n") + len("```python\n")
+    return section[start:section.index("```", start)]
+
+
+@pytest.mark.slow
+def test_the_readme_python_example_runs(photos_dir, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for photo in sorted(photos_dir.glob("*.jpg"))[:4]:
+        (photos / photo.name).write_bytes(photo.read_bytes())
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    environment.pop("FER_DATABASE_URL", None)
+    run = subprocess.run([sys.executable, "-c", readme_python_example()], cwd=tmp_path, env=environment,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    archive = Archive(f"sqlite:///{tmp_path / 'fer.db'}")
+    faces = archive.query("SELECT COUNT(*) FROM faces").rows[0][0]
+    assert archive.report()["images"]["done"] == 4 and faces >= 4
+    assert len((tmp_path / "faces.csv").read_text().splitlines()) == faces + 1
+    assert str(photos) in run.stdout  # the folder rows it prints
