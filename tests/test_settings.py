@@ -72,3 +72,20 @@ def test_no_module_below_the_entry_point_writes_the_environment():
             writes += [f"{relative}:{line}" for line in environment_writes(path.read_text())]
     assert writes == [], "environment written below cli/main.py (pass the setting as an argument): " + ", ".join(writes)
 
+
+
+def test_the_entry_point_gives_a_worker_s_processes_their_gpu_setting_and_no_other_command(monkeypatch, tmp_path):
+    """`fer worker`'s pool processes share one GPU: cli/main.py sets TF_FORCE_GPU_ALLOW_GROWTH for that command."""
+    import os
+
+    from click.testing import CliRunner
+
+    from cli.main import fer
+
+    monkeypatch.setenv("TF_FORCE_GPU_ALLOW_GROWTH", "unset")  # recorded, so the test leaves it as it was
+    monkeypatch.delenv("TF_FORCE_GPU_ALLOW_GROWTH")
+    database = f"sqlite:///{tmp_path / 'fer.db'}"
+    assert CliRunner().invoke(fer, ["status", "--db", database]).exit_code == 1  # no database there
+    assert "TF_FORCE_GPU_ALLOW_GROWTH" not in os.environ
+    assert CliRunner().invoke(fer, ["worker", "--db", "not-a-url"]).exit_code == 1
+    assert os.environ["TF_FORCE_GPU_ALLOW_GROWTH"] == "true"
