@@ -12,7 +12,8 @@ from sqlalchemy import Engine
 from db.models import utcnow
 from db.schedules import claim_run, due_today, list_schedules, record_run, release_claim
 from workers.options import JobOptions
-from workers.pipeline import NotStarted, PipelineError, find_files, start_job
+from workers.errors import NotStarted, PipelineError
+from workers.pipeline import find_files, start_job
 
 log = logging.getLogger(__name__)
 
