@@ -67,13 +67,16 @@ def _csv(c: dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
-def print_comparison(c: dict[str, Any], output_format: str, output: Path | None) -> None:
-    if output_format == "html":
-        from reports.compare_html import render_comparison_html
+def html_destination(output: Path | None) -> None:
+    """Refuse, before anything is built, to write a page onto a terminal."""
+    if output is None and click.get_text_stream("stdout").isatty():
+        fail("--format html writes a file: give -o FILE (or redirect stdout to a file)")
 
-        if output is None and click.get_text_stream("stdout").isatty():
-            fail("--format html writes a file: give -o FILE (or redirect stdout to a file)")
-        text = render_comparison_html(c)
+
+def print_comparison(c: dict[str, Any] | str, output_format: str, output: Path | None) -> None:
+    """Print or write the comparison ``c``; for --format html, ``c`` is the page."""
+    if output_format == "html":
+        text = c
     elif output_format == "json":
         text = json.dumps(c, indent=2) + "\n"
     elif output_format == "csv":

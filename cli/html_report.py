@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 from rich.markup import escape
 
-from cli.output import console, error_console, fail
+from cli.output import console, fail
 
 
-def write_html_report(engine, summary: dict[str, Any], scope, output: Path | None) -> None:
-    """Build the report of ``scope`` (a job, the runs since a date, the whole archive) under its ``summary``; write
-    it atomically to ``output``, or to stdout when that is not a terminal."""
-    from fer_model.files import write_atomically
-    from reports.html import build_scope_html_report, heading
-
-    stdout = click.get_text_stream("stdout")
-    if output is None and stdout.isatty():
+def html_destination(output: Path | None) -> None:
+    """Refuse, before anything is built, to write a page onto a terminal."""
+    if output is None and click.get_text_stream("stdout").isatty():
         fail("--format html writes a file: give -o FILE (or redirect stdout: `fer report --format html > report.html`)")
-    with error_console.status(f"Building the HTML report of {heading(summary)}"):
-        html = build_scope_html_report(engine, summary, scope)
+
+
+def write_html_report(html: str, output: Path | None) -> None:
+    """Write the page atomically to ``output``, or to stdout when that is None."""
+    from fer_model.files import write_atomically
+
     if output is None:
         click.echo(html, nl=False)
         return

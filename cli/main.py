@@ -20,8 +20,19 @@ from cli.query_commands import query  # noqa: E402
 from cli.schedule_commands import beat, schedule  # noqa: E402
 
 
+# Environment a command's own processes inherit: a worker's pool processes share one GPU, each TensorFlow taking
+# memory as it needs it.
+COMMAND_ENVIRONMENT = {"worker": {"TF_FORCE_GPU_ALLOW_GROWTH": "true"}}
+
+
 class FerGroup(click.Group):
     """The command group; an unexpected exception ends as one line (FER_DEBUG=1 shows the traceback)."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name, command, rest = super().resolve_command(ctx, args)
+        for key, value in COMMAND_ENVIRONMENT.get(name or "", {}).items():
+            os.environ.setdefault(key, value)
+        return name, command, rest
 
     def invoke(self, ctx: click.Context):
         try:

@@ -1,4 +1,4 @@
-"""Progress bars: a local run's, and following a queued job until it ends."""
+"""Progress shown on the terminal: bars for local runs and queued jobs, a spinner for one long step."""
 
 from __future__ import annotations
 
@@ -56,9 +56,30 @@ def run_progress() -> Iterator[BarProgress]:
         progress.close()
 
 
-def wait_for(engine, job_id: int, timeout: float | None = None) -> bool:
-    """Follow the job with a progress bar until it ends; True when it ended, False at ``timeout`` seconds."""
-    from workers.pipeline import follow_job
+class SpinnerProgress:
+    """A one-step piece of work (building an HTML page) as a spinner on stderr, shown from ``start`` until ``close``."""
 
-    with run_progress() as progress:
-        return follow_job(engine, job_id, progress, timeout=timeout)
+    def __init__(self) -> None:
+        self.status = None
+
+    def start(self, total: int, description: str) -> None:
+        from cli.output import error_console
+
+        self.status = error_console.status(description)
+        self.status.start()
+
+    def advance(self, images: int, description: str) -> None:
+        pass
+
+    def close(self) -> None:
+        if self.status is not None:
+            self.status.stop()
+
+
+@contextmanager
+def spinner() -> Iterator[SpinnerProgress]:
+    progress = SpinnerProgress()
+    try:
+        yield progress
+    finally:
+        progress.close()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from cli.db_commands import DB_HELP
-from cli.output import fail, print_rows
+from cli.library import DB_HELP, archive_of
+from cli.output import print_rows
 
 
 @click.command()
@@ -25,12 +25,6 @@ def query(sql: str, output_format: str, db_url: str | None) -> None:
                    GROUP BY model, model_version, label"
         fer query "SELECT path, error FROM images WHERE status = 'failed'" --format csv
     """
-    from db.query import QueryError, QueryRefused, run_read_only_query
-
-    try:
-        result = run_read_only_query(sql, db_url)
-    except QueryRefused as error:
-        fail(f"refused: {error}")
-    except QueryError as error:
-        fail(str(error))
+    with archive_of(db_url) as archive:
+        result = archive.query(sql)
     print_rows(result.columns, result.rows, output_format)

@@ -21,9 +21,11 @@ FAILED_SHOWN = 10
 
 
 def exit_for(summary: dict[str, Any]) -> None:
-    """Exit 23 when some images failed or some folders could not be listed (the report above lists them);
-    return when every image was annotated."""
-    if summary["images"]["failed"] or summary.get("unlisted_folders"):
+    """Exit 23 when some images of the run failed or some folders could not be listed (the report above lists
+    them); return when every image was annotated. The whole-archive view shown after a run that annotated
+    nothing lists earlier runs' failures (unchanged since), which do not count."""
+    failed = 0 if summary.get("archive") else summary["images"]["failed"]
+    if failed or summary.get("unlisted_folders"):
         raise click.exceptions.Exit(EXIT_PARTIAL)
 
 

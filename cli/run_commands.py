@@ -1,66 +1,39 @@
 """`fer annotate`, `fer submit`, `fer retry`, `fer cancel`, `fer worker`: parse the options, make one library
-call (workers.pipeline), print."""
+call (workers.archive.Archive), print."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import click
 
-from cli.db_commands import DB_HELP, existing_engine
-from cli.db_commands import upgraded_engine as _engine
-from cli.output import EXIT_INTERRUPTED, EXIT_NOT_STARTED, console, fail, plural
+from cli.library import BROKER_HELP, DB_HELP, archive_of
+from cli.output import console, fail, plural
 from cli.params import MIN_FACE, MIN_FACE_HELP
-from cli.progress import run_progress, wait_for
+from cli.progress import run_progress
 from cli.report_output import exit_for, print_report
 from workers.detector_names import available_detectors
 from workers.discovery import DEFAULT_EXTENSIONS
 from workers.options import JobOptions
 
-BROKER_HELP = ("Celery broker URL, e.g. redis://queue-host:6379/0 (default: $FER_BROKER_URL, "
-               "else redis://localhost:6379/0).")
 
-
-@contextmanager
-def library_errors() -> Iterator[None]:
-    """A library error ends the command with its message and exit code (75: not started, 130: interrupted)."""
-    from workers.pipeline import Interrupted, NotStarted, PipelineError
+def _options(ext, recursive, chunk_size, model, detector, min_face, incremental, follow_symlinks,
+             retry_failed) -> JobOptions:
+    """The job's options as typed on the command line (the library checks them)."""
+    from workers.discovery import DiscoveryError, parse_extensions
 
     try:
-        yield
-    except PipelineError as error:
-        code = EXIT_NOT_STARTED if isinstance(error, NotStarted) else EXIT_INTERRUPTED if isinstance(error, Interrupted) else 1
-        fail(str(error), exit_code=code)
+        extensions = parse_extensions(ext)
+    except DiscoveryError as error:
+        fail(str(error))
+    return JobOptions(model=model, detector=detector, min_face=min_face, chunk_size=chunk_size,
+                      incremental=incremental, follow_symlinks=follow_symlinks, extensions=extensions,
+                      recursive=recursive, retry_failed=retry_failed)
 
 
-def _found_and_options(paths, recursive, ext, chunk_size, model, detector, min_face, incremental, follow_symlinks,
-                       retry_failed):
-    """The files to annotate and the job's options, checked: the library errors stop the command before any job."""
-    from workers.pipeline import allowed_roots, find_files, job_options
-
-    if retry_failed and not incremental:
-        fail("--retry-failed is for incremental runs; --reannotate already does everything again")
-    found = find_files(paths, recursive, ext, follow_symlinks)
-    options = job_options(JobOptions(model=model, detector=detector, min_face=min_face,
-                                     allowed_roots=tuple(allowed_roots(paths)), chunk_size=chunk_size,
-                                     incremental=incremental, follow_symlinks=follow_symlinks,
-                                     retry_failed=retry_failed))
-    return found, options
-
-
-def _report(engine, job_id: int) -> None:
-    from db.reads import job_summary
-
-    summary = job_summary(engine, job_id)
+def _print_job_report(summary: dict) -> None:
     print_report(summary, "table")
     exit_for(summary)
-
-
-def _wait_and_report(engine, job_id: int) -> None:
-    wait_for(engine, job_id)
-    _report(engine, job_id)
 
 
 common_input = [
@@ -114,30 +87,13 @@ def annotate(paths, recursive, ext, chunk_size, model, detector, min_face, incre
         fer annotate ~/Pictures/archive
         fer annotate /srv/photos --follow-symlinks --format json > report.json
     """
-    from db.session import database_url
-    from workers.pipeline import annotate_folder
-
-    with library_errors():
-        found, options = _found_and_options(paths, recursive, ext, chunk_size, model, detector, min_face, incremental,
-                                            follow_symlinks, retry_failed)
-        engine = _engine(db_url)
-        with run_progress() as progress:
-            summary = annotate_folder(engine, database_url(db_url), found, options, processes, progress)
-    if output_format == "table" and summary["images"]["total"] == 0:
-        print_report(_quiet_run_view(engine, summary), output_format)
-    else:
-        print_report(summary, output_format)
+    options = _options(ext, recursive, chunk_size, model, detector, min_face, incremental, follow_symlinks,
+                       retry_failed)
+    with archive_of(db_url) as archive, run_progress() as progress:
+        summary = archive.annotate(paths, options, processes=processes, progress=progress,
+                                   whole_archive_if_quiet=output_format == "table")
+    print_report(summary, output_format)
     exit_for(summary)
-
-
-def _quiet_run_view(engine, summary: dict) -> dict:
-    """After a run that annotated nothing: the whole archive, as `fer report` shows it, and what the listing met."""
-    from cli.report_commands import quiet_night_view
-
-    view = quiet_night_view(engine, summary)
-    for key in ("unlisted_folders", "skipped_files", "files_skipped"):
-        view[key] = summary.get(key)
-    return view
 
 
 @click.command()
@@ -154,24 +110,20 @@ def submit(paths, recursive, ext, chunk_size, model, detector, min_face, increme
     \b
         fer submit /archive --broker redis://queue-host:6379/0 --db postgresql+psycopg://me@dbhost/fer
     """
-    from workers.pipeline import check_broker, submit_folder
+    def announce(job) -> None:
+        if job.images:
+            console.print(f"Job {job.job_id} queued: {plural(job.images, 'image')} in {plural(job.chunks, 'chunk')}"
+                          + ("" if wait else f"; follow it with `fer status {job.job_id} --wait`"))
+        else:
+            console.print(f"Job {job.job_id}: nothing to annotate, every file is unchanged"
+                          + ("" if wait else f"; `fer report {job.job_id}` shows the whole archive"))
 
-    with library_errors():
-        found, options = _found_and_options(paths, recursive, ext, chunk_size, model, detector, min_face, incremental,
-                                            follow_symlinks, retry_failed)
-        engine = _engine(db_url)
-        check_broker(broker)
-        job = submit_folder(engine, found, options)
-    job_id, images = job.job_id, len(job.image_ids)
-    if images:
-        chunks = -(-images // JobOptions.from_dict(options).chunk_size)
-        console.print(f"Job {job_id} queued: {plural(images, 'image')} in {plural(chunks, 'chunk')}"
-                      + ("" if wait else f"; follow it with `fer status {job_id} --wait`"))
-    else:
-        console.print(f"Job {job_id}: nothing to annotate, every file is unchanged"
-                      + ("" if wait else f"; `fer report {job_id}` shows the whole archive"))
-    if wait:
-        _wait_and_report(engine, job_id)
+    options = _options(ext, recursive, chunk_size, model, detector, min_face, incremental, follow_symlinks,
+                       retry_failed)
+    with archive_of(db_url, broker) as archive, run_progress() as progress:
+        job = archive.submit(paths, options, wait=wait, progress=progress, announce=announce)
+    if job.summary is not None:
+        _print_job_report(job.summary)
 
 
 @click.command()
@@ -196,30 +148,15 @@ def retry(job, failed, local, processes, chunk_size, model, detector, min_face, 
         fer retry 3 --local --detector haar     # job 3 failed on a detector that is not installed
         fer retry 3 --failed --wait
     """
-    from db.session import database_url
-    from workers.pipeline import check_broker, retry_job, retry_options
-
-    engine = existing_engine(db_url)
-    changes = {key: value for key, value in
-               {"chunk_size": chunk_size, "model": model, "detector": detector, "min_face": min_face}.items()
-               if value is not None}
-
     def announce(images: int) -> None:
         console.print(f"Job {job}: {plural(images, 'image')} to process" + ("" if images else "; nothing to do"))
 
-    with library_errors():
-        options = retry_options(engine, job, changes)
-        if not local:
-            check_broker(broker)
-        with run_progress() as progress:
-            images = retry_job(engine, database_url(db_url), job, options, failed, local, processes, progress,
-                               announce)
-    if local:
-        _report(engine, job)
-    elif wait:
-        if images:
-            wait_for(engine, job)
-        _report(engine, job)
+    with archive_of(db_url, broker) as archive, run_progress() as progress:
+        retried = archive.retry(job, failed=failed, local=local, processes=processes, model=model, detector=detector,
+                                min_face=min_face, chunk_size=chunk_size, wait=wait, progress=progress,
+                                announce=announce)
+    if retried.summary is not None:
+        _print_job_report(retried.summary)
 
 
 @click.command()
@@ -232,20 +169,16 @@ def cancel(job, broker, db_url) -> None:
     Its chunks still in the broker's queue are taken off it (Redis), and workers drop those they
     already hold; the images already done stay. `fer retry JOB` reopens it.
     """
-    from cli.report_commands import resolve_job
-    from workers.pipeline import cancel_job
-
-    engine = existing_engine(db_url)
-    job_id = resolve_job(engine, job)
-    with library_errors():
-        outcome = cancel_job(engine, job_id, broker)
-    removed = f"; {plural(outcome.removed, 'queued chunk')} taken off the queue" if outcome.removed else ""
-    if outcome.previous in ("finished", "cancelled"):
-        console.print(f"Job {job_id} is already {outcome.previous}; nothing to cancel{removed}")
+    with archive_of(db_url, broker) as archive:
+        cancelled = archive.cancel(job)
+    job_id = cancelled.job_id
+    removed = f"; {plural(cancelled.removed, 'queued chunk')} taken off the queue" if cancelled.removed else ""
+    if cancelled.previous in ("finished", "cancelled"):
+        console.print(f"Job {job_id} is already {cancelled.previous}; nothing to cancel{removed}")
     else:
-        console.print(f"Job {job_id} cancelled (it was {outcome.previous}){removed}; `fer retry {job_id}` reopens it")
-    if outcome.broker_problem:
-        console.print(f"Its chunks stay in the queue: {outcome.broker_problem}; workers drop them as they reach them")
+        console.print(f"Job {job_id} cancelled (it was {cancelled.previous}){removed}; `fer retry {job_id}` reopens it")
+    if cancelled.broker_problem:
+        console.print(f"Its chunks stay in the queue: {cancelled.broker_problem}; workers drop them as they reach them")
 
 
 @click.command()
@@ -262,22 +195,9 @@ def worker(concurrency, pool, broker, db_url, loglevel) -> None:
     \b
         fer worker --broker redis://queue-host:6379/0 --db postgresql+psycopg://me@dbhost/fer
     """
-    if db_url:
-        os.environ["FER_DATABASE_URL"] = db_url
-    _engine(db_url)
-    from workers.celery_app import app
-    from workers.pipeline import use_broker
+    def announce(plan) -> None:
+        console.print(f"fer worker: classifier on {plan.device} ({plan.backend}), batches of up to "
+                      f"{plan.batch_size} faces; face detection on the CPU, {concurrency} process(es)")
 
-    use_broker(broker)
-    from workers.classifier import backend_for, batch_size_of
-    from workers.devices import describe, visible_gpus
-
-    os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")  # the pool processes share the card
-    try:
-        backend = backend_for()
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
-    gpus = visible_gpus() if backend == "keras" else []
-    console.print(f"fer worker: classifier on {describe(gpus) if gpus else 'CPU'} ({backend}), batches of up to "
-                  f"{batch_size_of(backend, gpus)} faces; face detection on the CPU, {concurrency} process(es)")
-    app.worker_main(["worker", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"])
+    with archive_of(db_url, broker) as archive:
+        archive.run_worker(concurrency, pool, loglevel, announce=announce)

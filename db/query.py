@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from db.session import DatabaseError, database_url, known_revision, parse_database_url, read_only_sqlite, stored_revision
+from db.session import DatabaseError, known_revision, parse_database_url, read_only_sqlite, stored_revision
 
 READ_KEYWORDS = ("SELECT", "WITH", "VALUES", "TABLE", "EXPLAIN", "SHOW", "PRAGMA")
 # Statements SQLite or PostgreSQL know that may write or change the session: refused as writes.
@@ -65,11 +65,11 @@ class QueryResult:
     rows: list[tuple[Any, ...]]
 
 
-def run_read_only_query(sql: str, url: str | None = None) -> QueryResult:
-    """Run ``sql`` (one statement) read-only against ``url`` (default: the configured database)."""
+def run_read_only_query(sql: str, url: str) -> QueryResult:
+    """Run ``sql`` (one statement) read-only against the database at ``url``."""
     _check_leading_keyword(sql)
     try:
-        resolved = parse_database_url(database_url(url))
+        resolved = parse_database_url(url)
     except DatabaseError as error:
         raise QueryError(str(error)) from None
     backend = resolved.get_backend_name()

@@ -1,7 +1,7 @@
 """Database URLs, engines and migrations.
 
-The default database is a SQLite file in the user's data directory; `FER_DATABASE_URL`
-(or `--db` on the command line) points anywhere SQLAlchemy reaches, PostgreSQL included.
+Every function takes its database URL explicitly; the command line chooses it (`--db`, else
+`FER_DATABASE_URL`, else `default_database_url()`: a SQLite file in the user's data directory).
 """
 
 from __future__ import annotations
@@ -34,10 +34,6 @@ class DatabaseError(Exception):
 
 def default_database_url() -> str:
     return f"sqlite:///{data_home() / 'fer.db'}"
-
-
-def database_url(explicit: str | None = None) -> str:
-    return explicit or os.environ.get("FER_DATABASE_URL") or default_database_url()
 
 
 EXAMPLE_URLS = "e.g. sqlite:////srv/fer/fer.db (a file) or postgresql+psycopg://user@dbhost/fer"
@@ -87,9 +83,9 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(url.database).expanduser()
 
 
-def make_engine(url: str | None = None) -> Engine:
+def make_engine(url: str) -> Engine:
     """An engine on the database (not yet connected); DatabaseError when the URL is wrong."""
-    resolved = parse_database_url(database_url(url))
+    resolved = parse_database_url(url)
     if resolved.get_backend_name() == "sqlite":
         if resolved.database and resolved.database != ":memory:":
             Path(resolved.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
@@ -118,6 +114,13 @@ def connected(bind: Engine | Connection) -> Iterator[Connection]:
     else:
         with bind.connect() as connection:
             yield connection
+
+
+@cache
+def engine_for(url: str) -> Engine:
+    """This process's engine (connection pool) on the database at ``url``: made once, shared by the library
+    and the chunk work. A forked process calls ``engine_for.cache_clear()`` first (its parent's pool is not its own)."""
+    return make_engine(url)
 
 
 def _sqlite_pragmas(connection, _record) -> None:

@@ -25,6 +25,7 @@ from db.reads import image_ids
 from db.writes import create_job
 from db.session import make_engine
 from workers.chunks import process_chunk
+from workers.options import JobOptions
 
 # Real photos, real servers or whole benchmark runs: the full suite (`make test`), not the fast lane.
 pytestmark = pytest.mark.slow
@@ -147,7 +148,7 @@ def test_file_deleted_between_submit_and_processing_fails_cleanly(tmp_path, phot
     engine = make_engine(database)
     job = create_job(engine, [str(tmp_path)], {"model": "default"}, [str(photo)])
     photo.unlink()
-    process_chunk(database, job, image_ids(engine, job), {"model": "default", "allowed_roots": [str(tmp_path)]})
+    process_chunk(database, job, image_ids(engine, job), JobOptions(model="default", allowed_roots=(str(tmp_path),)))
     with engine.connect() as connection:
         status, error = connection.execute(select(ImageRow.status, ImageRow.error)).one()
     engine.dispose()

@@ -29,6 +29,8 @@ from db.writes import create_job
 from db.session import make_engine
 from fer_model.registry import default_model_name
 from tests.conftest import REPO_ROOT
+from workers import celery_app
+from workers.options import JobOptions
 
 BROKER_URL = os.environ.get("FER_TEST_BROKER_URL", "redis://127.0.0.1:6379/11")
 NOT_A_PICTURE = "not an image, or a format this tool does not read"
@@ -140,7 +142,7 @@ def test_a_chunk_a_worker_cannot_run_ends_its_job_as_failed(two_photos, sqlite_u
     engine = make_engine(sqlite_url)
     options = {"model": "seed", "detector": "no-such-detector", "allowed_roots": [str(two_photos)]}
     job = create_job(engine, [str(two_photos)], options, sorted(str(p) for p in two_photos.iterdir()))
-    monkeypatch.setenv("FER_DATABASE_URL", sqlite_url)
+    monkeypatch.setattr(celery_app.settings, "database_url", sqlite_url)  # as `fer worker --db` sets it
     with pytest.raises(UnknownDetector):
         annotate_chunk.run(job, image_ids(engine, job), options, database_id=database_identity(engine))
     assert job_row(sqlite_url, job) == ("failed", "unknown detector 'no-such-detector'; available: haar, haar-verified, haar-fine, haar-alt2")
@@ -158,7 +160,7 @@ def test_cancel_ends_a_queued_job_and_its_pending_images_are_not_processed(two_p
     result = run("cancel", str(job), "--db", sqlite_url)
     assert result.exit_code == 0
     assert result.output == f"Job {job} cancelled (it was pending); `fer retry {job}` reopens it\n"
-    assert process_chunk(sqlite_url, job, ids, options)["images"] == 0
+    assert process_chunk(sqlite_url, job, ids, JobOptions.from_dict(options))["images"] == 0
     assert image_ids(engine, job) == ids  # still pending, untouched
     assert job_row(sqlite_url, job) == ("cancelled", "cancelled with `fer cancel`")
     assert run("cancel", str(job), "--db", sqlite_url).output == f"Job {job} is already cancelled; nothing to cancel\n"
@@ -168,17 +170,16 @@ def test_cancel_ends_a_queued_job_and_its_pending_images_are_not_processed(two_p
 
 @pytest.mark.slow
 def test_cancel_takes_the_jobs_queued_chunks_off_the_queue_and_leaves_the_others(two_photos, sqlite_url, broker):
-    from workers.pipeline import use_broker
+    from workers.options import JobOptions
     from workers.queueing import queue_chunks_for
 
-    use_broker(BROKER_URL)  # the app may still hold another test's broker
     assert run("db", "upgrade", "--db", sqlite_url).exit_code == 0
     engine = make_engine(sqlite_url)
     options = {"model": "seed", "allowed_roots": [str(two_photos)], "incremental": True, "chunk_size": 1}
     paths = sorted(str(p) for p in two_photos.iterdir())
     jobs = [create_job(engine, [str(two_photos)], options, paths) for _ in range(3)]
     for job in jobs:
-        queue_chunks_for(engine)(job, image_ids(engine, job), options)
+        queue_chunks_for(engine, BROKER_URL)(job, image_ids(engine, job), JobOptions.from_dict(options))
     queued = [json.loads(raw) for raw in broker.lrange("celery", 0, -1)]
     assert len(queued) == 6
     for message in queued:  # the arguments once, in the body; a short description in the headers
@@ -362,7 +363,9 @@ def test_each_database_has_an_identity_that_every_task_carries_and_workers_check
     engine = make_engine(postgres_url)
     other_job = create_job(engine, [str(two_photos)], {"model": "seed", "allowed_roots": [str(two_photos)]},
                            sorted(str(p) for p in two_photos.iterdir()))
-    monkeypatch.setenv("FER_DATABASE_URL", postgres_url)
+    # A worker started with --db postgres_url on the submitter's broker.
+    monkeypatch.setattr(celery_app.settings, "database_url", postgres_url)
+    monkeypatch.setattr(celery_app.app.conf, "broker_url", BROKER_URL)
     with pytest.raises(Reject, match=f"task for database {ours} refused: this worker writes to") as refused:
         annotate_chunk.run(*args, **kwargs)
     assert refused.value.requeue is True

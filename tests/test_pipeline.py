@@ -25,6 +25,7 @@ from db.models import Image as ImageRow
 from db.session import make_engine
 from fer_model.registry import default_model_name
 from tests.conftest import REPO_ROOT, annotate_json
+from workers.options import JobOptions
 
 # Real photos, real servers or whole benchmark runs: the full suite (`make test`), not the fast lane.
 pytestmark = pytest.mark.slow
@@ -104,10 +105,10 @@ def test_rerunning_a_finished_chunk_changes_nothing(local_run):
     engine = make_engine(url)
     before = _face_rows(url)
     ids = image_ids(engine, report["job"], status=None)
-    assert process_chunk(url, report["job"], ids, {"model": "default", "allowed_roots": ["/"]})["images"] == 0
+    assert process_chunk(url, report["job"], ids, JobOptions(model="default", allowed_roots=("/",)))["images"] == 0
     with engine.begin() as connection:
         connection.execute(text("UPDATE images SET status = 'pending' WHERE job_id = :job"), {"job": report["job"]})
-    options = {"model": "default", "allowed_roots": report["roots"]}
+    options = JobOptions(model="default", allowed_roots=tuple(report["roots"]))
     process_chunk(url, report["job"], ids, options)
     assert _face_rows(url) == before
     engine.dispose()
@@ -231,10 +232,10 @@ def test_workers_refuse_paths_outside_the_allowed_roots(local_run, tmp_path, mon
     engine = make_engine(url)
     inside = Path(report["roots"][0]) / "blank.png"
     job = create_job(engine, [str(tmp_path)], {}, [str(inside)])
-    process_chunk(url, job, image_ids(engine, job), {"model": "default", "allowed_roots": [str(tmp_path)]})
+    process_chunk(url, job, image_ids(engine, job), JobOptions(model="default", allowed_roots=(str(tmp_path),)))
     monkeypatch.setenv("FER_ALLOWED_ROOTS", str(tmp_path))
     job2 = create_job(engine, [report["roots"][0]], {}, [str(inside)])
-    process_chunk(url, job2, image_ids(engine, job2), {"model": "default", "allowed_roots": report["roots"]})
+    process_chunk(url, job2, image_ids(engine, job2), JobOptions(model="default", allowed_roots=tuple(report["roots"])))
     with engine.connect() as connection:
         rows = connection.execute(select(ImageRow.job_id, ImageRow.status, ImageRow.error).where(ImageRow.job_id.in_([job, job2]))).all()
     engine.dispose()

@@ -1,19 +1,25 @@
-"""The Celery application and its configuration: from the environment, JSON only, late acks."""
+"""The Celery application and its configuration (JSON only, late acks), and starting a worker or beat.
+
+The broker and the worker's database are given by whoever starts the process (`configure`);
+nothing here reads them from the environment.
+"""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 
 from celery import Celery
 from celery.signals import worker_init, worker_process_init
 from celery.utils.log import get_task_logger
+
+from workers.broker import DEFAULT_BROKER_URL
 
 # A chunk runs for seconds to minutes; a message unacknowledged for longer is redelivered
 # (to another worker, when the one holding it died). Tasks are idempotent, so an early
 # redelivery costs time, never correctness.
 VISIBILITY_TIMEOUT = int(os.environ.get("FER_VISIBILITY_TIMEOUT", "3600"))
 
-DEFAULT_BROKER_URL = "redis://localhost:6379/0"
 # How often beat asks whether a schedule is due; a schedule's own time zone decides when it is.
 SCHEDULE_POLL_SECONDS = float(os.environ.get("FER_SCHEDULE_POLL_SECONDS", "60"))
 
@@ -22,13 +28,18 @@ SCHEDULE_POLL_SECONDS = float(os.environ.get("FER_SCHEDULE_POLL_SECONDS", "60"))
 get_task_logger("fer.worker")
 
 
-def broker_url() -> str:
-    return os.environ.get("FER_BROKER_URL", DEFAULT_BROKER_URL)
+@dataclass
+class WorkerSettings:
+    database_url: str | None = None  # the database this process's tasks write to
+
+
+# Set by `configure` before a worker's pool processes fork; they inherit it.
+settings = WorkerSettings()
 
 
 app = Celery("fer_pipeline", include=["workers.tasks"])
 app.conf.update(
-    broker_url=broker_url(),
+    broker_url=DEFAULT_BROKER_URL,
     task_serializer="json",
     accept_content=["json"],
     result_serializer="json",
@@ -49,6 +60,32 @@ app.conf.update(
         },
     },
 )
+
+
+def configure(broker_url: str, database_url: str | None = None) -> None:
+    """Point this process's Celery app at ``broker_url`` and, in a worker, its tasks at ``database_url``."""
+    app.conf.broker_url = broker_url
+    settings.database_url = database_url
+
+
+def worker_database_url() -> str:
+    """The database this worker's tasks write to."""
+    if not settings.database_url:
+        raise RuntimeError("this worker has no database: start it with `fer worker --db URL` (Archive.run_worker)")
+    return settings.database_url
+
+
+def start_worker(broker_url: str, database_url: str, concurrency: int, pool: str, loglevel: str) -> None:
+    """Run a Celery worker in this process until it is stopped."""
+    configure(broker_url, database_url)
+    app.worker_main(["worker", f"--concurrency={concurrency}", f"--pool={pool}", f"--loglevel={loglevel}"])
+
+
+def start_beat(broker_url: str, schedule_file: str, loglevel: str) -> None:
+    """Run Celery beat in this process until it is stopped: it queues `fer.run_schedules` every
+    SCHEDULE_POLL_SECONDS."""
+    configure(broker_url)
+    app.start(["beat", f"--loglevel={loglevel}", f"--schedule={schedule_file}"])
 
 
 @worker_init.connect

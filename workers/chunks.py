@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Engine
@@ -14,7 +13,7 @@ from db.incremental import model_id_for
 from db.reads import annotated_content, pending_paths
 from db.records import FaceResult, ImageResult
 from db.writes import ensure_model, mark_running, record_chunk
-from db.session import make_engine
+from db.session import engine_for
 from fer_model.classes import CLASSES
 from fer_model.files import file_sha256
 from workers.annotate import DetectedImages, PathPolicy, classify_detected, detect_images
@@ -70,12 +69,6 @@ def fail_job(database_url: str, job_id: int, error: Exception) -> None:
     mark_job(engine_for(database_url), job_id, "failed", failure_reason(error))
 
 
-@cache
-def engine_for(database_url: str) -> Engine:
-    """One engine (connection pool) per database per process."""
-    return make_engine(database_url)
-
-
 def init_process() -> None:
     """Set up a worker process: fresh connection pools (a forked process must not use its parent's), one OpenCV thread."""
     engine_for.cache_clear()
@@ -89,7 +82,7 @@ def one_opencv_thread() -> None:
     cv2.setNumThreads(int(os.environ.get("FER_OPENCV_THREADS", "1")))
 
 
-def process_chunk(database_url: str, job_id: int, image_ids: list[int], options: dict[str, Any]) -> dict[str, Any]:
+def process_chunk(database_url: str, job_id: int, image_ids: list[int], options: JobOptions) -> dict[str, Any]:
     """Annotate the still-pending images of a chunk and write them in one transaction.
 
     Idempotent: images already done are skipped, and rewriting a chunk replaces its faces.
@@ -102,7 +95,7 @@ def process_chunk(database_url: str, job_id: int, image_ids: list[int], options:
         return {"job": job_id, "images": 0, "faces": 0, "linked": 0, "seconds": StageSeconds().as_dict()}
     mark_running(engine_for(database_url), job_id)
     if len(chunk.detected.faces):  # a chunk of copies or of photos without faces needs no model
-        classify_detected([chunk.detected], get_classifier(JobOptions.from_dict(options).model), chunk.seconds)
+        classify_detected([chunk.detected], get_classifier(options.model), chunk.seconds)
     return write_chunk(database_url, job_id, chunk)
 
 
@@ -115,14 +108,13 @@ class DetectedChunk:
     seconds: StageSeconds
 
 
-def detect_chunk(database_url: str, job_id: int, image_ids: list[int], options: dict[str, Any]) -> DetectedChunk | None:
+def detect_chunk(database_url: str, job_id: int, image_ids: list[int], job: JobOptions) -> DetectedChunk | None:
     """Everything of `process_chunk` before classification; None when none of the images is pending.
 
     It reads the database but writes nothing, imports no TensorFlow, and runs in detection
     processes that feed one classifier.
     """
     engine = engine_for(database_url)
-    job = JobOptions.from_dict(options)
     identity = model_identity(job.model)
     seconds = StageSeconds()
     rules = path_policy(job)

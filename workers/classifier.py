@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -67,6 +68,25 @@ def batch_size_of(backend: str, devices: Sequence[Device]) -> int:
     from workers.onnx_classifier import BATCH_SIZE as ONNX_BATCH_SIZE
 
     return batch_size_for([], ONNX_BATCH_SIZE) if backend == "onnx" else batch_size_for(devices)
+
+
+@dataclass(frozen=True)
+class ServingPlan:
+    """Where this machine's workers classify, worked out without loading a model."""
+
+    backend: str  # "keras" or "onnx"
+    device: str  # "CPU", or the GPUs as `describe` names them
+    batch_size: int  # faces per model call
+
+
+def serving_plan() -> ServingPlan:
+    """The backend (`backend_for`), the device and the batch size a worker's classifier will use here; ValueError
+    for an unknown FER_CLASSIFIER_BACKEND."""
+    from workers.devices import describe, visible_gpus
+
+    backend = backend_for()
+    gpus = visible_gpus() if backend == "keras" else []
+    return ServingPlan(backend, describe(gpus) if gpus else "CPU", batch_size_of(backend, gpus))
 
 
 class EmotionClassifier:

@@ -15,13 +15,13 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
-from typing import Any
 
+from db.session import engine_for
 from workers.annotate import DetectedImages, classify_detected
 from workers.stages import StageSeconds
 from workers.classifier import EmotionClassifier, backend_for, get_classifier
 from workers.options import JobOptions
-from workers.chunks import DetectedChunk, detect_chunk, engine_for, init_process, one_opencv_thread, write_chunk
+from workers.chunks import DetectedChunk, detect_chunk, init_process, one_opencv_thread, write_chunk
 from workers.stop_signals import CHECK_SECONDS, StopRequest, deferred_stop
 
 # Detection work is handed out in pieces of about 1/PIECES_PER_PROCESS of a process's
@@ -33,14 +33,15 @@ def run_locally(
     database_url: str,
     job_id: int,
     chunks: Sequence[list[int]],
-    options: dict[str, Any],
+    options: JobOptions,
     processes: int,
     on_chunk_done: Callable[[int], None] | None = None,
 ) -> StageSeconds:
     """Process every chunk; `on_chunk_done(images)` after each is written. An error in a chunk (or a crashed
     process) cancels the chunks not started yet and propagates.
 
-    Returns the seconds spent per stage, summed over all processes.
+    Returns the seconds spent per stage, summed over all processes. This process writes through its
+    engine on ``database_url`` (`engine_for`); the detection processes make their own from the URL.
     """
     from db.writes import mark_running
 
@@ -63,8 +64,7 @@ def run_locally(
             stop.check()
             # Only now, with every detection process started (forked), may this process import TensorFlow.
             backend = backend_for()
-            model: Future[EmotionClassifier] = loader.submit(get_classifier, JobOptions.from_dict(options).model,
-                                                             backend)
+            model: Future[EmotionClassifier] = loader.submit(get_classifier, options.model, backend)
             pending = set(futures)
             while pending:
                 finished, pending = wait(pending, timeout=CHECK_SECONDS, return_when=FIRST_COMPLETED)

@@ -52,15 +52,18 @@ def job_tag(job_id: int, database_id: str | None) -> str:
     return f"{database_id or ''}:{job_id}"
 
 
-def queue_chunks(job_id: int, image_ids: list[int], options: dict[str, Any], database_id: str | None = None) -> None:
-    """Queue a job's images as chunk tasks of ``options['chunk_size']`` images, for the database ``database_id``."""
+def queue_chunks(job_id: int, image_ids: list[int], options: JobOptions, database_id: str | None = None,
+                 broker_url: str | None = None) -> None:
+    """Queue a job's images on ``broker_url`` (default: the app's) as chunk tasks of ``options.chunk_size`` images,
+    for the database ``database_id``."""
     from workers.celery_app import app
     from workers.tasks import annotate_chunk
 
-    # An explicit connection follows the broker URL read now, not one cached by an earlier call in this process.
-    with app.connection_for_write() as connection:
-        for chunk in chunked(image_ids, JobOptions.from_dict(options).chunk_size):
-            annotate_chunk.apply_async(args=[job_id, chunk, options], kwargs={"database_id": database_id},
+    message = options.to_dict()  # task messages are JSON
+    # An explicit connection to the broker given, not one cached by an earlier call in this process.
+    with app.connection_for_write(broker_url) as connection:
+        for chunk in chunked(image_ids, options.chunk_size):
+            annotate_chunk.apply_async(args=[job_id, chunk, message], kwargs={"database_id": database_id},
                                        headers={JOB_HEADER: job_tag(job_id, database_id)}, connection=connection)
 
 
@@ -77,25 +80,25 @@ def _short_arguments_repr(sender: str | None = None, headers: dict | None = None
     headers["kwargsrepr"] = "{}"
 
 
-def queue_chunks_for(engine: Engine) -> Callable[[int, list[int], dict[str, Any]], None]:
-    """``queue_chunks`` bound to the identity of the database ``engine`` writes to; the job is marked as queued
-    first (`fer cancel` then knows to take its messages back from the broker)."""
+def queue_chunks_for(engine: Engine, broker_url: str | None = None) -> Callable[[int, list[int], JobOptions], None]:
+    """``queue_chunks`` on ``broker_url``, bound to the identity of the database ``engine`` writes to; the job is
+    marked as queued first (`fer cancel` then knows to take its messages back from the broker)."""
     from db.reads import database_identity
     from db.writes import update_job_options
 
     database_id = database_identity(engine)
 
-    def queue(job_id: int, image_ids: list[int], options: dict[str, Any]) -> None:
+    def queue(job_id: int, image_ids: list[int], options: JobOptions) -> None:
         update_job_options(engine, job_id, {"queued": True})
-        queue_chunks(job_id, image_ids, options, database_id=database_id)
+        queue_chunks(job_id, image_ids, options, database_id=database_id, broker_url=broker_url)
 
     return queue
 
 
-def remove_queued_chunks(job_id: int, database_id: str | None) -> int | None:
-    """Take the job's chunk messages that no worker has fetched yet out of the broker's queue; returns how many
-    (None: the broker is not Redis, whose queues cannot be edited; workers drop such chunks as they reach them).
-    Raises BrokerUnreachable."""
+def remove_queued_chunks(job_id: int, database_id: str | None, broker_url: str | None = None) -> int | None:
+    """Take the job's chunk messages that no worker has fetched yet out of the queue of ``broker_url`` (default:
+    the app's); returns how many (None: the broker is not Redis, whose queues cannot be edited; workers drop such
+    chunks as they reach them). Raises BrokerUnreachable."""
     from kombu.exceptions import OperationalError
     from kombu.utils.url import maybe_sanitize_url
     from redis.exceptions import RedisError
@@ -103,7 +106,7 @@ def remove_queued_chunks(job_id: int, database_id: str | None) -> int | None:
     from workers.celery_app import app
 
     try:
-        with app.connection_for_write() as connection:
+        with app.connection_for_write(broker_url) as connection:
             connection.ensure_connection(max_retries=1, timeout=5)
             if connection.transport.driver_type != "redis":
                 return None
@@ -112,5 +115,5 @@ def remove_queued_chunks(job_id: int, database_id: str | None) -> int | None:
             keys = [queue] + [f"{queue}{channel.sep}{step}" for step in channel.priority_steps if step]
             return int(channel.client.eval(REMOVE_JOB_MESSAGES, len(keys), *keys, job_tag(job_id, database_id)))
     except (OperationalError, OSError, RedisError) as error:
-        raise BrokerUnreachable(f"cannot reach the broker at {maybe_sanitize_url(app.conf.broker_url)} ({error})") \
-            from error
+        raise BrokerUnreachable(f"cannot reach the broker at {maybe_sanitize_url(broker_url or app.conf.broker_url)} "
+                                f"({error})") from error

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Engine
@@ -11,13 +12,15 @@ from sqlalchemy import Engine
 from db.models import utcnow
 from db.schedules import claim_run, due_today, list_schedules, record_run, release_claim
 from workers.options import JobOptions
-from workers.pipeline import NotStarted, PipelineError, find_files, start_job
+from workers.errors import NotStarted, PipelineError
+from workers.pipeline import find_files, start_job
 
 log = logging.getLogger(__name__)
 
 
 def start_due_runs(engine: Engine, enqueue, now: dt.datetime | None = None) -> list[dict[str, Any]]:
-    """Start every schedule whose time has come today; ``enqueue(job_id, image_ids, options)`` queues the work.
+    """Start every schedule whose time has come today; ``enqueue(job_id, image_ids, options)`` queues the work
+    (``options`` a JobOptions).
 
     Returns what happened to each due schedule (started, skipped and why).
     """
@@ -28,10 +31,9 @@ def start_due_runs(engine: Engine, enqueue, now: dt.datetime | None = None) -> l
         if local_date is None or not claim_run(engine, schedule.id, local_date):
             continue
         outcome: dict[str, Any] = {"schedule": schedule.id, "root": schedule.root, "date": local_date}
-        options = {**schedule.options, "incremental": True, "allowed_roots": [schedule.root]}
-        listing = JobOptions.from_dict(options)
         try:
-            found = find_files([schedule.root], listing.recursive, ",".join(listing.extensions), listing.follow_symlinks)
+            options = replace(JobOptions.from_dict(schedule.options), incremental=True, allowed_roots=(schedule.root,))
+            found = find_files([schedule.root], options)
             job = start_job(engine, found, options, schedule_id=schedule.id)
         except NotStarted as error:
             outcome.update(skipped=f"job {error.job_id} over {', '.join(error.roots)} is still running")

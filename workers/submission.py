@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
 
 from sqlalchemy import Engine
 
@@ -48,11 +47,11 @@ def prepare_job(
     engine: Engine,
     roots: Sequence[str],
     files: Sequence[str],
-    options: dict[str, Any],
+    options: JobOptions,
     schedule_id: int | None = None,
     listing: Listing | None = None,
 ) -> PreparedJob:
-    """Record the job. With ``options['incremental']``, only new and changed files become work.
+    """Record the job. With ``options.incremental``, only new and changed files become work.
 
     Raises RunStillGoing when an unfinished run over overlapping roots is still going (checked before
     planning, and again as the job is recorded), and NoImages when there is nothing to record (an
@@ -62,20 +61,20 @@ def prepare_job(
         running = overlapping_run(connection, roots)
     if running is not None:
         raise RunStillGoing(*running)
-    job = JobOptions.from_dict(options)
-    if not job.incremental:
+    if not options.incremental:
         if not files:
             raise NoImages
         plan = RunPlan(to_annotate=[(path, None) for path in files])
     else:
-        identity = model_identity(job.model)
-        options = {**options, "model_name": identity.name, "model_version": identity.version}
+        identity = model_identity(options.model)
+        options = replace(options, extra={**options.extra, "model_name": identity.name,
+                                          "model_version": identity.version})
         plan = plan_run(engine, roots, file_states(files), model_id_for(engine, identity.name, identity.version),
-                        retry_failed=job.retry_failed)
+                        retry_failed=options.retry_failed)
         if not files and not plan.missing_ids:
             raise NoImages
-    job_id = create_planned_job(engine, roots, options, plan, schedule_id, listing)
+    job_id = create_planned_job(engine, roots, options.to_dict(), plan, schedule_id, listing)
     ids = image_ids(engine, job_id)
     if not ids:
         finish_job_if_complete(engine, job_id)
-    return PreparedJob(job_id, ids, plan if job.incremental else None)
+    return PreparedJob(job_id, ids, plan if options.incremental else None)

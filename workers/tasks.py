@@ -9,8 +9,9 @@ from celery.exceptions import Reject
 from celery.utils.log import get_task_logger
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
-from db.session import database_url
-from workers.celery_app import app, broker_url
+from db.session import engine_for
+from workers.celery_app import app, worker_database_url
+from workers.options import JobOptions
 
 log = get_task_logger(__name__)
 
@@ -36,21 +37,21 @@ def annotate_chunk(self, job_id: int, image_ids: list[int], options: dict, datab
     """Annotate a chunk. ``database_id`` is the identity of the database the job was recorded in: a worker
     connected to another database refuses the task (logged as an error, nothing written) and puts the chunk
     back in the queue for a worker on that database, with a note on the broker that `fer status` reads."""
-    from workers.chunks import WrongDatabase, check_database, engine_for, fail_job, process_chunk
+    from workers.chunks import WrongDatabase, check_database, fail_job, process_chunk
     from workers.refusals import note_refusal
 
-    url = database_url()
+    url = worker_database_url()
     engine = engine_for(url)
     try:
         check_database(engine, database_id)
     except WrongDatabase as error:
         log.error("%s; the chunk goes back to the queue for a worker on that database", error)
-        note_refusal(broker_url(), str(database_id), job_id, self.request.hostname or "a worker",
+        note_refusal(self.app.conf.broker_url, str(database_id), job_id, self.request.hostname or "a worker",
                      engine.url.render_as_string(hide_password=True))
         time.sleep(REFUSED_TASK_PAUSE)
         raise Reject(str(error), requeue=True) from None
     try:
-        return process_chunk(url, job_id, image_ids, options)
+        return process_chunk(url, job_id, image_ids, JobOptions.from_dict(options))
     except TRANSIENT_ERRORS:
         raise  # retried with backoff
     except Exception as error:
@@ -63,7 +64,6 @@ def run_schedules() -> list:
     """Start the incremental runs whose schedule is due; their chunks go to the queue like a `fer submit`."""
     from workers.queueing import queue_chunks_for
     from workers.scheduling import start_due_runs
-    from workers.chunks import engine_for
 
-    engine = engine_for(database_url())
-    return start_due_runs(engine, queue_chunks_for(engine))
+    engine = engine_for(worker_database_url())
+    return start_due_runs(engine, queue_chunks_for(engine, app.conf.broker_url))
