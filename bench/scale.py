@@ -334,7 +334,7 @@ def measure(run: Run, url: str, wal: Path | None, workdir: Path, archive_root: s
     submitted = [part_root(archive_root, part) for part in range(sizes.submitted // sizes.part)]
     result = timed("submit", f"fer submit of {sizes.submitted:,} files",
                    ["submit", *submitted, "--reannotate", "--broker", broker])
-    job = int(result.stdout.strip().splitlines()[-1])
+    job = int(re.search(r"^Job (\d+)", result.stdout, re.MULTILINE).group(1))
     cancel_while_a_worker_runs(run, url, broker, job)
 
 

@@ -169,17 +169,21 @@ def test_cancel_ends_a_queued_job_and_its_pending_images_are_not_processed(two_p
 
 
 @pytest.mark.slow
-def test_cancel_takes_the_jobs_queued_chunks_off_the_queue_and_leaves_the_others(two_photos, sqlite_url, broker):
+def test_cancel_takes_the_jobs_queued_chunks_off_the_queue_and_leaves_the_others(two_photos, tmp_path, sqlite_url,
+                                                                                broker):
     from workers.options import JobOptions
     from workers.queueing import queue_chunks_for
 
     assert run("db", "upgrade", "--db", sqlite_url).exit_code == 0
     engine = make_engine(sqlite_url)
-    options = {"model": "seed", "allowed_roots": [str(two_photos)], "incremental": True, "chunk_size": 1}
-    paths = sorted(str(p) for p in two_photos.iterdir())
-    jobs = [create_job(engine, [str(two_photos)], options, paths) for _ in range(3)]
-    for job in jobs:
+    jobs = []
+    for copy in range(3):  # three folders: unfinished jobs over one folder would be refused as overlapping runs
+        folder = tmp_path / f"copy{copy}"
+        shutil.copytree(two_photos, folder)
+        options = {"model": "seed", "allowed_roots": [str(folder)], "incremental": True, "chunk_size": 1}
+        job = create_job(engine, [str(folder)], options, sorted(str(p) for p in folder.iterdir()))
         queue_chunks_for(engine, BROKER_URL)(job, image_ids(engine, job), JobOptions.from_dict(options))
+        jobs.append(job)
     queued = [json.loads(raw) for raw in broker.lrange("celery", 0, -1)]
     assert len(queued) == 6
     for message in queued:  # the arguments once, in the body; a short description in the headers
