@@ -367,6 +367,7 @@ def list_models(output_format: str) -> None:
                 "default": ref.folder.name == default,
                 "kind": ref.card.kind if ref.card else "network",
                 "recipe": ref.card.recipe if ref.card else "",
+                "members": [member["name"] for member in ref.card.members] if ref.card else [],
                 "date": ref.card.date if ref.card else "",
                 "val_accuracy": val.get("accuracy"),
                 "val_macro_f1": val.get("macro_f1"),
@@ -379,18 +380,19 @@ def list_models(output_format: str) -> None:
         click.echo(json.dumps(rows, indent=2))
         return
     table = Table(title="Models (* = the default, used unless --model says otherwise)", box=box.SIMPLE_HEAD,
-                  caption="Scores on FER2013 PublicTest; ECE: expected calibration error. "
-                          "--format json gives each model's file.")
+                  caption="Scores on FER2013 PublicTest; ECE: expected calibration error.\n"
+                          "--format json adds weighted F1 and each model's file.")
     table.add_column("name", no_wrap=True)
-    table.add_column("kind", overflow="fold")
-    table.add_column("recipe", overflow="fold")
+    table.add_column("kind", no_wrap=True)
+    table.add_column("recipe", overflow="fold", min_width=9)
     table.add_column("trained", no_wrap=True)
-    for column in ("accuracy", "macro F1", "wtd F1", "ECE"):
+    for column in ("accuracy", "macro F1", "ECE"):
         table.add_column(column, justify="right", no_wrap=True)
     for row in rows:
         table.add_row(
-            row["name"] + (" *" if row["default"] else ""), row["kind"], row["recipe"], row["date"],
-            *(f"{row[k]:.4f}" if row[k] is not None else "-" for k in ("val_accuracy", "val_macro_f1", "val_weighted_f1", "ece")),
+            row["name"] + (" *" if row["default"] else ""), row["kind"],
+            f"{len(row['members'])} members" if row["members"] else row["recipe"], row["date"],
+            *(f"{row[k]:.4f}" if row[k] is not None else "-" for k in ("val_accuracy", "val_macro_f1", "ece")),
         )
     console.print(table)
 

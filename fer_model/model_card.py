@@ -41,7 +41,7 @@ class ModelCard:
     @property
     def kind(self) -> str:
         if self.members:
-            return f"ensemble of {len(self.members)}"
+            return "ensemble"
         return "student" if self.training.get("teacher") else "network"
 
 
