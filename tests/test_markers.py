@@ -17,7 +17,8 @@ def _fixtures_defined_in_tests() -> set[str]:
     names: set[str] = set()
     for path in (REPO_ROOT / "tests").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.FunctionDef) and any("pytest.fixture" in ast.unparse(d) for d in node.decorator_list):
+            decorators = getattr(node, "decorator_list", [])
+            if isinstance(node, ast.FunctionDef) and any("pytest.fixture" in ast.unparse(d) for d in decorators):
                 names.add(node.name)
     return names
 
