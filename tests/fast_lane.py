@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from urllib.parse import urlsplit
 
@@ -71,7 +71,7 @@ class FastLaneGuard:
             pytest.fail(f"{self.running.nodeid} is not marked slow but uses {what}: mark it slow, or add the fixture "
                         "that reaches it to NEEDS_DATA_OR_SERVER in tests/fast_lane.py", pytrace=False)
 
-    def _guarded_socket(self, connect):
+    def _guarded_socket(self, connect: Callable) -> Callable:
         def guarded_connect(sock: socket.socket, address) -> None:
             if isinstance(address, tuple) and len(address) >= 2 and address[1] in broker_ports():
                 self.refuse_unless_slow(f"a server at {address[0]}:{address[1]} (Redis or RabbitMQ)")
@@ -79,11 +79,11 @@ class FastLaneGuard:
 
         return guarded_connect
 
-    def _guarded_postgres(self, connect):
+    def _guarded_postgres(self, connect: Callable) -> Callable:
         # libpq opens its own sockets, out of the socket guard's sight: the driver's connect is where to look.
         def guarded_connect(conninfo: str = "", **kwargs):
             parameters = conninfo_to_dict(conninfo, **kwargs)
-            port = int(parameters.get("port") or os.environ.get("PGPORT") or 5432)
+            port = int(str(parameters.get("port") or os.environ.get("PGPORT") or 5432).split(",")[0])
             if port in postgres_ports():
                 self.refuse_unless_slow(f"PostgreSQL at {parameters.get('host', 'localhost')}:{port}")
             return connect(conninfo, **kwargs)
