@@ -46,7 +46,8 @@ bench-scale: install
 test: install chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
-# The edit loop: everything but the tests marked slow (real data, workers, servers, training, benchmarks).
+# The edit loop: the tests not marked slow. They need no data under FER_DATA_DIR, no PostgreSQL, Redis, RabbitMQ or
+# Chromium, start no workers, train nothing and load no committed model through TensorFlow (tests/fast_lane.py).
 test-fast: install
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not slow"
 

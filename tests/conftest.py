@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny generated FER2013 data in both formats, and the real data when present."""
+"""Shared fixtures: tiny generated FER2013 data in both formats, and the real data when present; the fast lane's
+rules (tests/fast_lane.py)."""
 
 from __future__ import annotations
 
@@ -17,9 +18,21 @@ from sqlalchemy.exc import OperationalError
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from fer_model.classes import CLASSES, CSV_CODE_NAMES  # noqa: E402
+from tests.fast_lane import GUARD, mark_slow_what_needs_data_or_servers  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 POSTGRES_ADMIN_URL = os.environ.get("FER_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m "not slow"` deselects
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    mark_slow_what_needs_data_or_servers(items)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem):
+    with GUARD.watching(item):
+        return (yield)
 
 
 @contextmanager
@@ -47,7 +60,7 @@ def postgres_url():
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def database_url(request, tmp_path) -> str:
     """An empty database of each kind: a SQLite file, and a fresh database on the real PostgreSQL."""
     if request.param == "sqlite":
@@ -70,6 +83,7 @@ def annotate_json(paths, database: str, *options: str, exit_code: int = 0) -> di
 
 
 def real_data_dir() -> Path:
+    GUARD.refuse_unless_slow("the data under FER_DATA_DIR")
     return Path(os.environ.get("FER_DATA_DIR") or REPO_ROOT.parent / "shared" / "data")
 
 

@@ -22,6 +22,7 @@ def _faces(count: int = 64) -> np.ndarray:
     return np.clip(smooth + rng.integers(0, 30, size=smooth.shape), 0, 255).astype(np.uint8)[..., None]
 
 
+@pytest.mark.slow  # loads a committed model through TensorFlow
 def test_onnx_translation_matches_keras_on_the_committed_model():
     ref = resolve_model("default")
     faces = _faces()

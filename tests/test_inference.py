@@ -33,6 +33,7 @@ def _batch_norms(model: keras.Model) -> int:
     return sum(isinstance(layer, keras.layers.BatchNormalization) for layer in single_pass(model).layers)
 
 
+@pytest.mark.slow  # loads a committed model through TensorFlow
 @pytest.mark.parametrize("name", ["seed", "seed-flip"])
 def test_a_committed_model_folded_gives_its_probabilities_without_batch_norms(name):
     model = load_model(resolve_model(name))
@@ -78,6 +79,7 @@ def test_a_batch_norm_after_an_activation_stays():
     np.testing.assert_allclose(folded.predict_on_batch(_faces()), model.predict_on_batch(_faces()), atol=1e-5)
 
 
+@pytest.mark.slow  # loads a committed model through TensorFlow
 def test_folding_twice_gives_the_same_model_again():
     model = load_model(resolve_model("seed"))
     first, second = folded_for_inference(model), folded_for_inference(model)
@@ -85,6 +87,7 @@ def test_folding_twice_gives_the_same_model_again():
     np.testing.assert_allclose(first.predict_on_batch(_faces()), second.predict_on_batch(_faces()), atol=1e-6)
 
 
+@pytest.mark.slow  # loads a committed model through TensorFlow
 def test_the_keras_classifier_serves_the_folded_model():
     classifier = EmotionClassifier("seed-flip", "keras")
     assert _batch_norms(classifier.model) == 0

@@ -40,7 +40,7 @@ ROOT = "/archive"
 PER_ROW_INDEXES = {"ix_images_path_model", "ix_images_sha256_model", "images_pkey", "INTEGER PRIMARY KEY"}
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def archive(request, tmp_path_factory) -> Iterator[Engine]:
     """A generated archive with some history: re-annotated, failed and missing files, a second model version."""
     with _database(request.param, tmp_path_factory) as url:

@@ -63,9 +63,9 @@ def postgres_annotated(sample_archive):
         make_engine(url).dispose()
 
 
-@pytest.fixture(params=DIALECTS)
+@pytest.fixture(params=[pytest.param(dialect, marks=pytest.mark.slow) for dialect in DIALECTS])
 def database(request) -> tuple[str, str]:
-    """(dialect, url) of an annotated database."""
+    """(dialect, url) of an annotated database (both annotate the real photos)."""
     fixture = "annotated_sqlite" if request.param == "sqlite" else "postgres_annotated"
     return request.param, request.getfixturevalue(fixture)
 

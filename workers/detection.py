@@ -62,7 +62,8 @@ PROPOSAL_CASCADE = "haarcascade_frontalface_default.xml"
 PROPOSAL_STAGES = 20
 PROPOSAL_SCALE_FACTOR = 1.25
 # A candidate's score: the verifier's log-odds + SCORE_WINDOWS * ln(windows) + best last-stage sum; faces score
-# VERIFIER_THRESHOLD or more. Chosen on benchmark scenes built with another seed than bench/ratio.py's (README).
+# VERIFIER_THRESHOLD or more. Chosen on benchmark scenes built with another seed than bench/ratio.py's
+# (docs/benchmarks.md).
 SCORE_WINDOWS = 3.0
 VERIFIER_THRESHOLD = 5.0
 
@@ -82,7 +83,7 @@ class HaarDetector:
     # haar-fine maps the smallest face onto twice the window: OpenCV moves the window one pixel at a time
     # on pyramid levels past a factor of 2 (two pixels below), and with a scale step of 1.2 that finds faces
     # near the smallest size as often as the `fer` package does, at about 2.3x haar's detection time on
-    # faces of 48-96 px (README, Detectors).
+    # faces of 48-96 px (README, Face detector).
     def __init__(self, name: str, cascade_file: str, detect_side: int = 640, min_face: int = 20,
                  min_neighbors: int = 1, scale_factor: float = 1.25, window: int = 24, window_multiple: float = 1.0):
         self.name = name
