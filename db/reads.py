@@ -133,7 +133,7 @@ def database_identity(engine: Engine) -> str | None:
         return connection.scalar(select(DatabaseIdentity.id).order_by(DatabaseIdentity.created_at).limit(1))
 
 
-def job_options(engine: Engine, job_id: int) -> dict[str, Any] | None:
+def stored_job_options(engine: Engine, job_id: int) -> dict[str, Any] | None:
     """The options a job was submitted with (model, detector, allowed roots, chunk size), or None: no such job."""
     with engine.connect() as connection:
         row = connection.execute(select(Job.options).where(Job.id == job_id)).first()

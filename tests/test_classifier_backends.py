@@ -179,16 +179,14 @@ def test_the_session_uses_as_many_threads_as_opencv_may(monkeypatch):
 
 
 def test_the_batch_size_follows_the_backend_and_fer_batch_size(monkeypatch):
-    from workers.classifier import batch_size_of
-    from workers.devices import CPU_BATCH_SIZE, GPU_BATCH_SIZE, Device
-    from workers.onnx_classifier import BATCH_SIZE
+    from workers.devices import CPU_BATCH_SIZE, GPU_BATCH_SIZE, ONNX_BATCH_SIZE, Device, batch_size_for
 
     monkeypatch.delenv("FER_BATCH_SIZE", raising=False)
-    assert batch_size_of("onnx", []) == BATCH_SIZE
-    assert batch_size_of("keras", []) == CPU_BATCH_SIZE
-    assert batch_size_of("keras", [Device("GPU", "any")]) == GPU_BATCH_SIZE
+    assert batch_size_for("onnx", []) == ONNX_BATCH_SIZE
+    assert batch_size_for("keras", []) == CPU_BATCH_SIZE
+    assert batch_size_for("keras", [Device("GPU", "any")]) == GPU_BATCH_SIZE
     monkeypatch.setenv("FER_BATCH_SIZE", "16")
-    assert batch_size_of("onnx", []) == 16
+    assert batch_size_for("onnx", []) == 16
 
 
 @pytest.mark.slow

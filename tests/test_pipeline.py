@@ -259,13 +259,13 @@ def test_a_job_smaller_than_a_chunk_still_runs_on_every_process(photos_dir, tmp_
     for photo in sorted(photos_dir.glob("*.jpg"))[:3]:
         shutil.copy(photo, folder / photo.name)
     processes = []
-    run_chunks = workers.local.run_locally
+    run_chunks = workers.local.run_chunks
 
     def counting(database_url, job_id, chunks, options, process_count, **kwargs):
         processes.append((len(chunks), process_count))
         return run_chunks(database_url, job_id, chunks, options, process_count, **kwargs)
 
-    monkeypatch.setattr(workers.local, "run_locally", counting)
+    monkeypatch.setattr(workers.local, "run_chunks", counting)
     report = annotate_json(folder, f"sqlite:///{tmp_path / 'fer.db'}", "--processes", "2")
     assert report["images"]["done"] == 3
     assert processes == [(1, 2)]  # one chunk of three images, two detection processes

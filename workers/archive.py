@@ -40,7 +40,7 @@ from db.schedules import ScheduleError, list_schedules, local_zone_name, next_ru
 from db.schedules import add_schedule as store_schedule
 from db.schedules import remove_schedule as delete_schedule
 from db.session import DatabaseError, current_revision, engine_for, parse_database_url
-from db.writes import cancel_job
+from db.writes import mark_cancelled
 from fer_model.files import data_home
 from workers import pipeline
 from workers.broker import DEFAULT_BROKER_URL, check_broker, refused_reason
@@ -234,17 +234,16 @@ class Archive:
     def cancel(self, job_id: int | None = None) -> Cancelled:
         """End a queued or running job (default: the latest): its pending images are not processed, and its
         chunks that no worker has fetched yet are taken off the broker's queue, so that workers are free at once."""
-        from db.reads import database_identity
-        from db.reads import job_options as stored_options
+        from db.reads import database_identity, stored_job_options
         from workers.queueing import BrokerUnreachable, remove_queued_chunks
 
         engine = self._existing()
         resolved = resolve_job(engine, job_id)
-        previous = cancel_job(engine, resolved)
+        previous = mark_cancelled(engine, resolved)
         if previous is None:
             raise NoSuchJob(f"no job {resolved}")
         removed = problem = None
-        if previous != "finished" and (stored_options(engine, resolved) or {}).get("queued"):
+        if previous != "finished" and (stored_job_options(engine, resolved) or {}).get("queued"):
             try:
                 removed = remove_queued_chunks(resolved, database_identity(engine), self.broker_url)
             except BrokerUnreachable as error:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
@@ -14,8 +13,6 @@ from fer_model.classes import CLASSES
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from workers.devices import Device
 
 logger = logging.getLogger("fer.worker")
 
@@ -62,14 +59,6 @@ def backend_for() -> str:
     return "keras" if visible_gpus() else "onnx"
 
 
-def batch_size_of(backend: str, devices: Sequence[Device]) -> int:
-    """Faces per model call: ``FER_BATCH_SIZE`` when set, else the size that suits the backend and device."""
-    from workers.devices import batch_size_for
-    from workers.onnx_classifier import BATCH_SIZE as ONNX_BATCH_SIZE
-
-    return batch_size_for([], ONNX_BATCH_SIZE) if backend == "onnx" else batch_size_for(devices)
-
-
 @dataclass(frozen=True)
 class ServingPlan:
     """Where this machine's workers classify, worked out without loading a model."""
@@ -82,11 +71,11 @@ class ServingPlan:
 def serving_plan() -> ServingPlan:
     """The backend (`backend_for`), the device and the batch size a worker's classifier will use here; ValueError
     for an unknown FER_CLASSIFIER_BACKEND."""
-    from workers.devices import describe, visible_gpus
+    from workers.devices import batch_size_for, describe, visible_gpus
 
     backend = backend_for()
     gpus = visible_gpus() if backend == "keras" else []
-    return ServingPlan(backend, describe(gpus) if gpus else "CPU", batch_size_of(backend, gpus))
+    return ServingPlan(backend, describe(gpus) if gpus else "CPU", batch_size_for(backend, gpus))
 
 
 class EmotionClassifier:
@@ -101,7 +90,7 @@ class EmotionClassifier:
 
     def __init__(self, model_name: str, backend: str = "keras"):
         from fer_model.registry import load_model, resolve_model
-        from workers.devices import Device, configure_devices, describe
+        from workers.devices import Device, batch_size_for, configure_devices, describe
 
         ref = resolve_model(model_name)
         self.identity = model_identity(model_name)
@@ -122,7 +111,7 @@ class EmotionClassifier:
             self.devices = configure_devices()
             self.model = folded_for_inference(load_model(ref))
             self.backend = "keras"
-        self.batch_size = batch_size_of(self.backend, self.devices)
+        self.batch_size = batch_size_for(self.backend, self.devices)
         logger.info("model %s %s on %s (%s), batches of %d faces", self.identity.name, self.identity.version,
                     describe(self.devices), self.backend, self.batch_size)
 

@@ -40,7 +40,7 @@ def check_fer_database(url: str) -> None:
 
     from sqlalchemy.exc import SQLAlchemyError
 
-    from db.session import DatabaseError, known_revision, parse_database_url, sqlite_path, stored_revision
+    from db.session import DatabaseError, known_revision, parse_database_url, revision_without_writing, sqlite_path
 
     try:
         resolved = parse_database_url(url)
@@ -52,7 +52,7 @@ def check_fer_database(url: str) -> None:
         raise PipelineError(f"no database at {path.resolve()}: annotate something first (`fer annotate PATH`) or "
                             "give --db")
     try:
-        revision = stored_revision(resolved)
+        revision = revision_without_writing(resolved)
     except sqlite3.DatabaseError as error:
         if "not a database" not in str(error):
             raise PipelineError(f"cannot read the database {shown}: {error}") from None

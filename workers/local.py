@@ -29,7 +29,7 @@ from workers.stop_signals import CHECK_SECONDS, StopRequest, deferred_stop
 PIECES_PER_PROCESS = 16
 
 
-def run_locally(
+def run_chunks(
     database_url: str,
     job_id: int,
     chunks: Sequence[list[int]],

@@ -21,14 +21,12 @@ import numpy as np
 
 from fer_model.files import file_sha256
 from fer_model.served_graph import INPUT, SOURCE_SHA256, UnsupportedModel, onnx_path_for
+from workers.devices import ONNX_BATCH_SIZE
 
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
 
-__all__ = ["BATCH_SIZE", "OnnxEmotionModel", "UnsupportedModel"]
-
-# Measured on one thread: about 0.5 ms of CPU a face for the seed net in batches of 16-256, fastest at 64.
-BATCH_SIZE = 64
+__all__ = ["OnnxEmotionModel", "UnsupportedModel"]
 
 
 class OnnxEmotionModel:
@@ -43,7 +41,7 @@ class OnnxEmotionModel:
         except Exception as error:  # ONNX Runtime raises its own types for graphs it cannot run
             raise UnsupportedModel(f"ONNX Runtime cannot run the graph ({type(error).__name__}: {error})") from error
 
-    def predict_faces(self, faces: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
+    def predict_faces(self, faces: np.ndarray, batch_size: int = ONNX_BATCH_SIZE) -> np.ndarray:
         batch = np.ascontiguousarray(faces, dtype=np.uint8).reshape(len(faces), *faces.shape[1:3], 1)
         outputs = [self.session.run(None, {INPUT: batch[i : i + batch_size]})[0] for i in range(0, len(batch), batch_size)]
         return np.concatenate(outputs).astype(np.float64) if outputs else np.zeros((0, 7))

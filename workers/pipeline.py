@@ -159,25 +159,24 @@ def interrupted(engine: Engine, job_id: int, resume_command: str) -> Interrupted
     return Interrupted(f"interrupted; job {job_id} keeps what was finished; finish it with `{resume_command}`")
 
 
-def process_here(database_url: str, job_id: int, ids: list[int], options: JobOptions, processes: int,
+def run_job_here(database_url: str, job_id: int, ids: list[int], options: JobOptions, processes: int,
                  progress: RunProgress, resume_command: str | None = None):
     """Run the images' chunks in local processes; returns the StageSeconds.
 
     Ctrl-C or SIGTERM marks the job interrupted; any other error marks it failed with the reason, in one
     line. The detection processes ignore Ctrl-C (a terminal sends it to all of them): this process stops them.
     """
-    from workers.chunking import chunked
     from workers.chunks import failure_reason
-    from workers.local import run_locally
+    from workers.local import run_chunks
     from db.writes import mark_job
 
     engine = engine_for(database_url)
     resume_command = resume_command or f"fer retry {job_id} --local"
-    chunks = chunked(ids, options.chunk_size)
+    chunks = options.chunks_of(ids)
     try:
         with sigterm_as_interrupt():
             progress.start(len(ids), f"job {job_id}: loading model {options.model} and detector {options.detector} ...")
-            return run_locally(database_url, job_id, chunks, options, min(processes, len(ids)),
+            return run_chunks(database_url, job_id, chunks, options, min(processes, len(ids)),
                                on_chunk_done=lambda images: progress.advance(images, f"job {job_id}"))
     except KeyboardInterrupt:
         raise interrupted(engine, job_id, resume_command) from None
@@ -218,7 +217,7 @@ def annotate_folder(database_url: str, found: Found, options: JobOptions, proces
     stage_seconds = StageSeconds()
     try:
         if job.image_ids:
-            stage_seconds = process_here(database_url, job.job_id, job.image_ids, options, processes, progress)
+            stage_seconds = run_job_here(database_url, job.job_id, job.image_ids, options, processes, progress)
         finish_job_if_complete(engine, job.job_id)
     except KeyboardInterrupt:  # between the steps: the job is recorded, so it ends as interrupted too
         raise interrupted(engine, job.job_id, f"fer retry {job.job_id} --local") from None
@@ -238,10 +237,10 @@ def submit_folder(engine: Engine, broker_url: str, found: Found, options: JobOpt
 
 def retry_options(engine: Engine, job_id: int, changes: dict[str, Any]) -> JobOptions:
     """JOB's options, with some changed from now on (model, detector, min face, chunk size), checked first."""
-    from db.reads import job_options as stored_options
+    from db.reads import stored_job_options
     from db.writes import update_job_options
 
-    options = stored_options(engine, job_id)
+    options = stored_job_options(engine, job_id)
     if options is None:
         raise NoSuchJob(f"no job {job_id}")
     if changes.get("model"):
@@ -265,7 +264,7 @@ def retry_job(database_url: str, broker_url: str, job_id: int, options: JobOptio
     ids = reopen_job(engine, job_id, include_failed=include_failed)
     announce(len(ids))
     if ids and local:
-        process_here(database_url, job_id, ids, options, processes, progress, f"fer retry {job_id} --local")
+        run_job_here(database_url, job_id, ids, options, processes, progress, f"fer retry {job_id} --local")
     elif ids:
         queue_job(engine, broker_url, job_id, ids, options)
     return len(ids)

@@ -8,7 +8,6 @@ from typing import Any
 from celery.signals import before_task_publish
 from sqlalchemy import Engine
 
-from workers.chunking import chunked
 from workers.options import JobOptions
 
 # The message header that names a chunk's job, as "<database identity>:<job id>".
@@ -62,7 +61,7 @@ def queue_chunks(job_id: int, image_ids: list[int], options: JobOptions, databas
     message = options.to_dict()  # task messages are JSON
     # An explicit connection to the broker given, not one cached by an earlier call in this process.
     with app.connection_for_write(broker_url) as connection:
-        for chunk in chunked(image_ids, options.chunk_size):
+        for chunk in options.chunks_of(image_ids):
             annotate_chunk.apply_async(args=[job_id, chunk, message], kwargs={"database_id": database_id},
                                        headers={JOB_HEADER: job_tag(job_id, database_id)}, connection=connection)
 
