@@ -343,3 +343,34 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
     assert target.read_text() == "first"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]
     assert os.access(target, os.R_OK)
+
+
+def test_atomic_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
+    """Reports, exports and model files all write through fer_model.files: the new file's data is flushed to disk
+    (fsync) before it is renamed over the old one, so a crash never leaves a renamed but empty file."""
+    import reports.export
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor: int) -> None:
+        events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{descriptor}"))))
+        real_fsync(descriptor)
+
+    def replace(source, destination) -> None:
+        events.append(("replace", os.path.basename(source)))
+        real_replace(source, destination)
+
+    def rows(engine, job_id, handle, output_format, failed, archive=None) -> int:
+        handle.write("path,error\n")
+        return 1
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(reports.export, "write_rows", rows)
+    write_atomically(tmp_path / "report.html", "<html></html>")
+    assert reports.export.write_export(None, 1, tmp_path / "faces.csv", "csv", True) == 1
+    assert [kind for kind, _ in events] == ["fsync", "replace", "fsync", "replace"]
+    assert events[0][1] == events[1][1] and events[2][1] == events[3][1]  # the file renamed is the one flushed
+    assert (tmp_path / "faces.csv").read_text() == "path,error\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["faces.csv", "report.html"]

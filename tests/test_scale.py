@@ -18,7 +18,8 @@ from sqlalchemy import Engine, event, select, text
 from sqlalchemy.orm import Session
 
 import db.session
-from db.incremental import plan_run, under_roots
+from db.incremental import plan_run
+from fer_model.files import under_roots
 from db.models import Face, Image, Job, Model
 from db.reads import annotated_content, archive_summary, export_rows, image_ids, job_summary
 from db.records import FaceResult, ImageResult, ModelIdentity

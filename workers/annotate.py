@@ -14,10 +14,9 @@ from functools import cached_property
 
 import numpy as np
 
-from db.incremental import under_roots
 from db.records import FaceResult, ImageResult
 from fer_model.faces import stack_faces, to_face_array
-from fer_model.files import file_sha256
+from fer_model.files import file_sha256, under_roots
 from workers.classifier import EmotionClassifier
 from workers.cropping import face_crop
 from workers.detection import FaceDetector
