@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 
-from workers.devices import CPU_BATCH_SIZE, GPU_BATCH_SIZE, Device, batch_size_for, describe
+from workers.serving.devices import CPU_BATCH_SIZE, GPU_BATCH_SIZE, Device, batch_size_for, describe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +28,7 @@ def test_device_description():
 
 
 def test_the_classifier_reports_its_device_and_batch_size():
-    from workers.classifier import get_classifier
+    from workers.serving.classifier import get_classifier
 
     classifier = get_classifier("default", "keras")
     assert classifier.devices and classifier.batch_size == batch_size_for("keras", classifier.devices)

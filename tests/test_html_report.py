@@ -27,9 +27,10 @@ from db.session import make_engine
 from fer_model.files import write_atomically
 from fer_model.registry import resolve_model
 from reports.paths import display_path, file_uri
-from reports.photo_dates import exif_date, photo_date
+from reports.photo_dates import photo_date
 from reports.thumbnails import Box, face_thumbnail
 from tests.archives import EMPTY_FILE, EXIF_DATE, FAILED_IN_ARCHIVE, IMAGES_IN_ARCHIVE, MARKUP_FILE, MARKUP_FOLDER, NOT_AN_IMAGE
+from workers.vision.images import read_image
 
 # Real photos, real servers or whole benchmark runs: the full suite (`make test`), not the fast lane.
 pytestmark = pytest.mark.slow
@@ -283,9 +284,8 @@ def test_without_output_the_html_goes_to_a_redirected_stdout_but_never_to_a_term
 # --- the parts, without a database ------------------------------------------------------------------
 
 def test_photo_date_prefers_exif_then_file_time(sample_archive):
-    assert exif_date(str(sample_archive / "dated" / "exif.jpg")) == EXIF_DATE
-    assert exif_date(str(sample_archive / "blank.png")) is None
-    assert exif_date(str(sample_archive / "missing.jpg")) is None
+    assert read_image(sample_archive / "dated" / "exif.jpg").taken_at == EXIF_DATE
+    assert read_image(sample_archive / "blank.png").taken_at is None
     assert photo_date(EXIF_DATE, 0.0) == (EXIF_DATE, "exif")
     assert photo_date(None, 1_600_000_000.0) == (dt.datetime(2020, 9, 13, 12, 26, 40), "file")
     assert photo_date(None, None) == (None, "unknown")

@@ -20,8 +20,9 @@ import cv2
 import numpy as np
 
 from fer_model.files import file_sha256
+from fer_model.registry import ModelRef, load_model
 from fer_model.served_graph import INPUT, SOURCE_SHA256, UnsupportedModel, onnx_path_for
-from workers.devices import ONNX_BATCH_SIZE
+from workers.serving.devices import ONNX_BATCH_SIZE
 
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
@@ -51,7 +52,7 @@ def _graph_for(model_file: Path) -> bytes:
     """The serialised graph saved beside ``model_file`` when it matches the file, else one exported now."""
     saved = onnx_path_for(model_file)
     if saved.is_file() and model_file.is_file():
-        import onnx
+        import onnx  # the ONNX package loads only to check a saved graph
 
         try:
             graph = onnx.load_model(saved)
@@ -60,8 +61,7 @@ def _graph_for(model_file: Path) -> bytes:
                 return graph.SerializeToString()
         except Exception:  # a damaged graph file: export from the .keras file instead
             pass
-    from fer_model.onnx_export import export_onnx
-    from fer_model.registry import ModelRef, load_model
+    from fer_model.onnx_export import export_onnx  # Keras loads only for a file without a matching graph
 
     model = load_model(ModelRef(path=model_file, card=None))  # ModelNotFound for a damaged or foreign file
     try:
@@ -73,7 +73,7 @@ def _graph_for(model_file: Path) -> bytes:
 
 
 def _session(graph: bytes, threads: int) -> InferenceSession:
-    import onnxruntime
+    import onnxruntime  # ONNX Runtime loads only where a session starts
 
     onnxruntime.set_default_logger_severity(3)  # errors only: no warnings on stderr
     options = onnxruntime.SessionOptions()

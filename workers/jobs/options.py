@@ -8,9 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from workers.detector_names import DEFAULT_DETECTOR
-from workers.discovery import DEFAULT_EXTENSIONS
-from workers.min_face import MIN_FACE_SIZE, MinFace, parse_min_face
+from workers.jobs.discovery import DEFAULT_EXTENSIONS
+from workers.vision.detector_names import DEFAULT_DETECTOR
+from workers.vision.min_face import MIN_FACE_SIZE, MinFace, parse_min_face
 
 DEFAULT_CHUNK_SIZE = 32  # images per chunk task
 

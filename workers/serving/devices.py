@@ -48,11 +48,11 @@ def configure_devices() -> list[Device]:
     needs instead of nearly all of the card's memory. Call it before the model loads.
     """
     if os.environ.get("KERAS_BACKEND") == "jax":
-        import jax
+        import jax  # the backend loads only here, so that device choices are testable anywhere
 
         gpus = [d for d in jax.devices() if d.platform == "gpu"]
         return [Device("GPU", d.device_kind) for d in gpus] or [Device("CPU", "CPU")]
-    import tensorflow as tf
+    import tensorflow as tf  # the backend loads only here (see jax above)
 
     gpus = tf.config.list_physical_devices("GPU")
     devices = []
