@@ -10,7 +10,7 @@ serving budget before it is trained.
 `--unfolded` first times the Keras model as saved, before the workers fold its batch
 normalisations into the layers before them (fer_model.inference), for comparison.
 The last line is the figure for --model, with the backend that served it
-(FER_CLASSIFIER_BACKEND=keras or onnx picks one; see workers/classifier.py).
+(FER_CLASSIFIER_BACKEND=keras or onnx picks one; see workers/serving/classifier.py).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def main() -> None:
                         help="first time the Keras model as saved, without folding its batch norms, for comparison")
     args = parser.parse_args()
 
-    from workers.classifier import EmotionClassifier, backend_for
+    from workers.serving.classifier import EmotionClassifier, backend_for
 
     faces, source = load_faces(args.faces)
     print(f"{len(faces)} {source}; {os.cpu_count()} CPU cores; best of {args.repeats} passes")

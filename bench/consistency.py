@@ -84,10 +84,10 @@ def main() -> None:
     args = parser.parse_args()
 
     from fer_model.data import load_fer2013
-    from workers.annotate import PathPolicy, annotate_images, read_for_detection
-    from workers.classifier import EmotionClassifier, backend_for
-    from workers.cropping import FACE_MARGIN, face_crop
-    from workers.detection import get_detector
+    from workers.chunks.annotate import PathPolicy, annotate_images, read_for_detection
+    from workers.serving.classifier import EmotionClassifier, backend_for
+    from workers.vision.cropping import FACE_MARGIN, face_crop
+    from workers.vision.detection import get_detector
     from fer_model.faces import stack_faces
 
     val = load_fer2013(args.data_dir / "fer2013")["val"]

@@ -17,8 +17,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from workers.detection import DETECTOR_FACTORIES, UnknownDetector, get_detector  # noqa: E402
-from workers.images import read_image  # noqa: E402
+from workers.vision.detection import DETECTOR_FACTORIES, UnknownDetector, get_detector  # noqa: E402
+from workers.vision.images import read_image  # noqa: E402
 
 
 def main() -> None:

@@ -216,7 +216,7 @@ def precision(truth: dict[str, list], found: dict[str, list]) -> float:
 
 def decoding_floor(archive: Path, names: list[str]) -> float:
     """Seconds to decode every image exactly as the pipeline does, one process."""
-    from workers.annotate import read_for_detection
+    from workers.chunks.annotate import read_for_detection
 
     started = time.perf_counter()
     for name in names:

@@ -429,7 +429,7 @@ def main() -> None:
         raise SystemExit(f"--images must be at least {sizes.submitted:,}: the submit step sends that many files")
 
     from db.records import ModelIdentity
-    from workers.classifier import model_identity
+    from workers.serving.classifier import model_identity
 
     started = time.perf_counter()
     args.workdir.mkdir(parents=True, exist_ok=True)

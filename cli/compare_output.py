@@ -15,6 +15,7 @@ from rich.text import Text
 
 from cli.output import console, fail, plural
 from fer_model.classes import CLASSES
+from fer_model.files import write_atomically
 
 # Emotion column headings short enough for 80 columns.
 SHORT = {"angry": "ang", "disgust": "dis", "fear": "fea", "happy": "hap", "neutral": "neu", "sad": "sad", "surprise": "sur"}
@@ -90,8 +91,6 @@ def print_comparison(c: dict[str, Any] | str, output_format: str, output: Path |
     if output is None:
         click.echo(text, nl=False)
         return
-    from fer_model.files import write_atomically
-
     try:
         write_atomically(output, text)
     except OSError as error:

@@ -8,6 +8,7 @@ import click
 from rich.markup import escape
 
 from cli.output import console, fail
+from fer_model.files import write_atomically
 
 
 def html_destination(output: Path | None) -> None:
@@ -18,8 +19,6 @@ def html_destination(output: Path | None) -> None:
 
 def write_html_report(html: str, output: Path | None) -> None:
     """Write the page atomically to ``output``, or to stdout when that is None."""
-    from fer_model.files import write_atomically
-
     if output is None:
         click.echo(html, nl=False)
         return

@@ -14,9 +14,10 @@ os.environ.setdefault("GLOG_minloglevel", "3")
 
 from cli.db_commands import db  # noqa: E402
 from cli.model_commands import model  # noqa: E402
+from cli.output import EXIT_INTERRUPTED, fail  # noqa: E402
+from cli.query_commands import query  # noqa: E402
 from cli.report_commands import export, report, status  # noqa: E402
 from cli.run_commands import annotate, cancel, retry, submit, worker  # noqa: E402
-from cli.query_commands import query  # noqa: E402
 from cli.schedule_commands import beat, schedule  # noqa: E402
 
 
@@ -39,16 +40,12 @@ class FerGroup(click.Group):
             return super().invoke(ctx)
         except KeyboardInterrupt:
             # A run's own handler marks its job and says how to finish it; this is Ctrl-C anywhere else.
-            from cli.output import EXIT_INTERRUPTED, fail
-
             fail("interrupted", EXIT_INTERRUPTED)
         except (click.exceptions.Exit, click.ClickException, click.Abort, SystemExit):
             raise
         except Exception as error:  # noqa: BLE001 - the last line of defence of a command-line tool
             if os.environ.get("FER_DEBUG"):
                 raise
-            from cli.output import fail
-
             first = str(error).strip().splitlines()[0] if str(error).strip() else ""
             fail(f"unexpected {type(error).__name__}: {first} (FER_DEBUG=1 shows the traceback)")
 

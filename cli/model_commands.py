@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -13,9 +12,10 @@ from rich.markup import escape
 
 from cli.output import console, fail, plural
 from cli.params import MODEL
-
-if TYPE_CHECKING:
-    from fer_model.registry import ModelRef  # noqa: F401  (click annotations)
+from fer_model.model_card import comparison_row
+from fer_model.registry import MODELS_DIR, ModelNotFound, ModelRef, available_models, default_model_name, load_model
+from fer_model.run_folders import RunStateError, default_run_folder, remove_state, runs_home, unpack_run
+from fer_model.run_folders import pack_run as pack_run_folder
 
 DATA_HELP = "FER2013 as image folders (<split>/<class>/<image>) or the original fer2013.csv."
 
@@ -26,6 +26,7 @@ def model() -> None:
 
 
 def _load_data(data: Path, skip_bad: bool):
+    # Keras and NumPy load only in the command that needs them (`fer --help` and the other commands stay fast).
     from fer_model.data import DataError, load_fer2013
 
     if not data.exists():
@@ -59,7 +60,6 @@ def _reproduce_command(recipe: str, data: Path, out: Path | None, epochs: int, s
 
 def _model_argument(ref: ModelRef) -> str:
     """How a command names a model: a committed model by its name, any other by its folder."""
-    from fer_model.registry import MODELS_DIR
 
     return ref.folder.name if ref.folder.parent == MODELS_DIR.resolve() else str(ref.folder)
 
@@ -89,6 +89,7 @@ class RecipeOption(click.Option):
     """--recipe, whose help lists the recipes: read only when the help is shown (the recipes import Keras)."""
 
     def get_help_record(self, ctx: click.Context):
+        # Keras and NumPy load only in the command that needs them (`fer --help` and the other commands stay fast).
         from fer_model.recipes import RECIPES
 
         self.help = f"Named training recipe: {', '.join(sorted(RECIPES))}."
@@ -165,9 +166,8 @@ def train(
       fer model train --recipe seed-flip --data ../shared/data/fer2013 --resume
       fer model train --recipe default --data ../shared/data/fer2013 --out /big/disk/default --precision mixed_bfloat16
     """
-    from fer_model.model_card import comparison_row
+    # Keras and NumPy load only in the command that needs them (`fer --help` and the other commands stay fast).
     from fer_model.recipes import get_recipe
-    from fer_model.run_folders import RunStateError, default_run_folder, remove_state, unpack_run
     from fer_model.training import TrainingError, TrainingRun, started_settings
     from fer_model.training import train as run_training
 
@@ -248,11 +248,9 @@ def pack_run(run_folder: Path) -> None:
     Example:
       fer model pack-run ~/.local/share/fer-pipeline/runs/seed-flip-1 && git add fer_model/run_states
     """
-    from fer_model.run_folders import RunStateError
-    from fer_model.run_folders import pack_run as pack
 
     try:
-        packed = pack(run_folder)
+        packed = pack_run_folder(run_folder)
     except RunStateError as error:
         fail(str(error))
     except OSError as error:
@@ -276,9 +274,9 @@ def evaluate(ref: ModelRef, data: Path, split: str, out: Path, skip_bad: bool) -
     """Evaluate a model: metrics, classification report, confusion matrix, example faces."""
     from rich.table import Table
 
+    # Keras and NumPy load only in the command that needs them (`fer --help` and the other commands stay fast).
     from fer_model.data import DataError
     from fer_model.evaluation_report import evaluate_model, flip_summary
-    from fer_model.registry import ModelNotFound
 
     dataset = _load_data(data, skip_bad)
     try:
@@ -320,8 +318,8 @@ def evaluate(ref: ModelRef, data: Path, split: str, out: Path, skip_bad: bool) -
               help="Allow rewriting a model committed with the package (fer_model/models/), which every run uses.")
 def calibrate(ref: ModelRef, data: Path, skip_bad: bool, overwrite_committed: bool) -> None:
     """Fit the model's temperature on PublicTest and write it into the model file and card."""
+    # Keras and NumPy load only in the command that needs them (`fer --help` and the other commands stay fast).
     from fer_model.calibrate_saved import CalibrationError, calibrate_saved_model
-    from fer_model.registry import MODELS_DIR, ModelNotFound
 
     committed = MODELS_DIR.resolve() in Path(ref.path).resolve().parents
     if committed and not overwrite_committed:
@@ -353,7 +351,6 @@ def list_models(output_format: str) -> None:
     from rich import box
     from rich.table import Table
 
-    from fer_model.registry import available_models, default_model_name
 
     refs = available_models()
     default = default_model_name()
@@ -410,9 +407,9 @@ def soft_labels(ref: ModelRef, data: Path, skip_bad: bool) -> None:
     Example:
       fer model soft-labels --model seed-flip --data ../shared/data/fer2013
     """
+    # Keras and NumPy load only in the command that needs them (`fer --help` and the other commands stay fast).
     import numpy as np
 
-    from fer_model.registry import ModelNotFound, load_model
     from fer_model.soft_labels import model_soft_labels, write_soft_labels
 
     dataset = _load_data(data, skip_bad)
@@ -450,9 +447,8 @@ def ensemble(members: tuple[ModelRef, ...], name: str, data: Path, out: Path | N
       fer model ensemble --name ensemble --member seed --member seed-flip --member seed-wide \\
           --data ../shared/data/fer2013
     """
+    # Keras and NumPy load only in the command that needs them (`fer --help` and the other commands stay fast).
     from fer_model.ensemble_maker import EnsembleError, make_ensemble
-    from fer_model.registry import ModelNotFound
-    from fer_model.run_folders import runs_home
 
     out = out or runs_home() / name
     if (out / "model.keras").exists():

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from cli.output import CommandError
-from workers.min_face import parse_min_face
+from fer_model.registry import ModelNotFound, ModelRef, resolve_model
+from workers.vision.min_face import parse_min_face
 
 
 class MinFaceType(click.ParamType):
@@ -31,8 +32,6 @@ class ModelType(click.ParamType):
     name = "MODEL"
 
     def convert(self, value, param, ctx):
-        from fer_model.registry import ModelNotFound, ModelRef, resolve_model
-
         if isinstance(value, ModelRef):
             return value
         try:

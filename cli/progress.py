@@ -7,7 +7,7 @@ from contextlib import contextmanager
 
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from cli.output import console
+from cli.output import console, error_console
 
 
 def progress_bar() -> Progress:
@@ -63,8 +63,6 @@ class SpinnerProgress:
         self.status = None
 
     def start(self, total: int, description: str) -> None:
-        from cli.output import error_console
-
         self.status = error_console.status(description)
         self.status.start()
 

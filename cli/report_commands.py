@@ -9,6 +9,9 @@ import click
 from rich.markup import escape
 from rich.text import Text
 
+from cli.compare_output import html_destination as comparison_destination
+from cli.compare_output import print_comparison
+from cli.html_report import html_destination, write_html_report
 from cli.library import BROKER_HELP, DB_HELP, archive_of
 from cli.output import EXIT_NOT_STARTED, console, fail, plural
 from cli.progress import run_progress, spinner
@@ -79,10 +82,8 @@ def report(job, run, since, whole_archive, model, by, output_format, output, com
         if job is not None or run is not None or since is not None or whole_archive or model or by != "emotion":
             fail("--compare covers every image both models annotated; leave out JOB, --run, --since, --all, --model "
                  "and --by")
-        from cli.compare_output import html_destination, print_comparison
-
         if output_format == "html":
-            html_destination(output)
+            comparison_destination(output)
         with archive_of(db_url) as archive:
             comparison = archive.compare_html(*compare, top=top) if output_format == "html" else \
                 archive.compare(*compare, top=top)
@@ -99,8 +100,6 @@ def report(job, run, since, whole_archive, model, by, output_format, output, com
         fail("--model chooses the model version of --all and --since; a job's report shows the job's own model")
     scope = {"job_id": job if job is not None else run, "since": since, "whole_archive": whole_archive, "model": model}
     if output_format == "html":
-        from cli.html_report import html_destination, write_html_report
-
         html_destination(output)
         with archive_of(db_url) as archive, spinner() as progress:
             html = archive.report_html(**scope, progress=progress)

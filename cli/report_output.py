@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cli.output import EXIT_PARTIAL, PathText, console, fail, plural
+from fer_model.files import write_atomically
 
 # Failed files listed under the report table; JSON and `fer export --failed` have them all.
 FAILED_SHOWN = 10
@@ -90,8 +91,6 @@ def print_report(summary: dict[str, Any], output_format: str, output: Path | Non
     if output is None:
         click.echo(text, nl=False)
     else:
-        from fer_model.files import write_atomically
-
         try:
             write_atomically(output, text)
         except OSError as error:

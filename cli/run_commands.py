@@ -12,16 +12,14 @@ from cli.output import console, fail, plural
 from cli.params import MIN_FACE, MIN_FACE_HELP
 from cli.progress import run_progress
 from cli.report_output import exit_for, print_report
-from workers.detector_names import available_detectors
-from workers.discovery import DEFAULT_EXTENSIONS
-from workers.options import JobOptions
+from workers.jobs.discovery import DEFAULT_EXTENSIONS, DiscoveryError, parse_extensions
+from workers.jobs.options import JobOptions
+from workers.vision.detector_names import available_detectors
 
 
 def _options(ext, recursive, chunk_size, model, detector, min_face, incremental, follow_symlinks,
              retry_failed) -> JobOptions:
     """The job's options as typed on the command line (the library checks them)."""
-    from workers.discovery import DiscoveryError, parse_extensions
-
     try:
         extensions = parse_extensions(ext)
     except DiscoveryError as error:

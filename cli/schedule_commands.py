@@ -8,7 +8,7 @@ import click
 from cli.library import BROKER_HELP, DB_HELP, archive_of
 from cli.output import console, print_rows
 from cli.params import MIN_FACE, MIN_FACE_HELP
-from workers.options import JobOptions
+from workers.jobs.options import JobOptions
 
 
 @click.group()

@@ -44,14 +44,10 @@ class RunPlan:
     missing_paths: int = 0
 
 
-def under_roots(path: str, roots: Sequence[str]) -> bool:
-    """True when ``path`` is one of ``roots`` or lies below one (by name: links are not resolved here)."""
-    return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
-
-
 def paths_under(root: str) -> list[ColumnElement[bool]]:
-    """Conditions that together select the paths ``under_roots`` accepts for one root: the root itself, and
-    the range of paths that start with root + '/' (one range of the path index: paths compare byte by byte)."""
+    """Conditions that together select the paths ``fer_model.files.under_roots`` accepts for one root: the root
+    itself, and the range of paths that start with root + '/' (one range of the path index: paths compare byte by
+    byte)."""
     base = root.rstrip(os.sep)
     return [Image.path == root, and_(Image.path >= base + os.sep, Image.path < base + chr(ord(os.sep) + 1))]
 

@@ -14,6 +14,7 @@ from sqlalchemy import Connection, func, select
 
 from db.incremental import STALE_AFTER
 from db.models import Image, Job, as_utc, utcnow
+from fer_model.files import under_roots
 
 UNFINISHED_STATUSES = ("pending", "running")
 
@@ -27,15 +28,11 @@ class RunStillGoing(Exception):
         self.roots = list(roots)
 
 
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
-
-
 def roots_overlap(ours: Sequence[str], theirs: Sequence[str]) -> bool:
     """True when a root of one list is a root of the other or lies inside one, in either direction."""
     mine = [os.path.realpath(root) for root in ours]
     others = [os.path.realpath(root) for root in theirs]
-    return any(_inside(a, b) or _inside(b, a) for a in mine for b in others)
+    return any(under_roots(a, [b]) or under_roots(b, [a]) for a in mine for b in others)
 
 
 def overlapping_run(connection: Connection, roots: Sequence[str], exclude: int | None = None,

@@ -25,7 +25,8 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from db.session import DatabaseError, known_revision, parse_database_url, read_only_sqlite, stored_revision
+from db.session import (DatabaseError, known_revision, parse_database_url, read_only_sqlite,
+                        revision_without_writing)
 
 READ_KEYWORDS = ("SELECT", "WITH", "VALUES", "TABLE", "EXPLAIN", "SHOW", "PRAGMA")
 # Statements SQLite or PostgreSQL know that may write or change the session: refused as writes.
@@ -103,7 +104,7 @@ def _masked(url: URL) -> str:
 def _check_schema(url: URL) -> None:
     """Refuse a database without the fer-pipeline schema (a mistyped URL), before running anything there."""
     try:
-        revision = stored_revision(url)
+        revision = revision_without_writing(url)
     except sqlite3.DatabaseError as error:
         if "not a database" not in str(error):
             raise QueryError(f"cannot read {_masked(url)}: {error}") from None

@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, case, func, select, text, union_all
+from sqlalchemy import Connection, Engine, Row, bindparam, case, func, select, text, union_all
 
 from db.models import ENDED_STATUSES, DatabaseIdentity, Face, Image, Job, Model, as_utc
 from db.scopes import ModelChoice, Scope, archive_scope, choose_model, current_annotation, job_scope, runs_scope
@@ -133,7 +133,7 @@ def database_identity(engine: Engine) -> str | None:
         return connection.scalar(select(DatabaseIdentity.id).order_by(DatabaseIdentity.created_at).limit(1))
 
 
-def job_options(engine: Engine, job_id: int) -> dict[str, Any] | None:
+def stored_job_options(engine: Engine, job_id: int) -> dict[str, Any] | None:
     """The options a job was submitted with (model, detector, allowed roots, chunk size), or None: no such job."""
     with engine.connect() as connection:
         row = connection.execute(select(Job.options).where(Job.id == job_id)).first()
@@ -166,9 +166,7 @@ def job_summary(engine: Engine, job_id: int) -> dict[str, Any] | None:
             )
         ).all()
         changes = _changes(connection, [job_id], job.images_unchanged, job.images_missing, job.images_unchanged_failed)
-        failed = [{"path": row.path, "error": row.error or ""} for row in connection.execute(
-            select(Image.path, Image.error).where(Image.job_id == job_id, Image.status == "failed").order_by(Image.path)
-        )]
+        failed = _failed_files(connection, job_scope(job_id))
     done = statuses.get("done", 0)
     model = {"name": models[0].name, "version": models[0].version} if len(models) == 1 else None
     return {
@@ -274,10 +272,15 @@ def _images_with_faces(connection: Connection, scope: Scope) -> int:
     ) or 0)
 
 
-def _failed_files(connection: Connection, scope: Scope) -> list[dict[str, str]]:
-    """The scope's failed files by path, sorted here: sorting in SQL can make the planner sort every image."""
+def failed_images(connection: Connection, scope: Scope) -> list[Row]:
+    """(path, error) of the scope's failed images, by path; sorted here: sorting in SQL can make the planner sort
+    every image."""
     rows = connection.execute(select(Image.path, Image.error).where(scope.failed)).all()
-    return [{"path": path, "error": error or ""} for path, error in sorted(rows, key=lambda row: row.path)]
+    return sorted(rows, key=lambda row: row.path)
+
+
+def _failed_files(connection: Connection, scope: Scope) -> list[dict[str, str]]:
+    return [{"path": path, "error": error or ""} for path, error in failed_images(connection, scope)]
 
 
 def breakdown(engine: Engine, scope: Scope | int, by: str) -> list[dict[str, Any]]:
@@ -369,15 +372,17 @@ def export_rows(engine: Engine, job_id: int | None, failed: bool,
     """The columns and rows `fer export` writes: a job's faces (the face_annotations view), or its failed files;
     with ``archive`` (and no job), the whole archive: each file's latest faces by that model version (the
     latest_annotations view), or the files whose latest attempt failed."""
+    if failed:  # a list the size of the report's failures, read at once
+        scope = archive_scope(archive.id) if archive is not None else job_scope(job_id)
+        with engine.connect() as connection:
+            rows = failed_images(connection, scope)
+        yield ["path", "error"], rows
+        return
     parameters: dict[str, Any] = {"job": job_id}
-    if archive is not None and failed:
-        query = select(Image.path, Image.error).where(archive_scope(archive.id).failed).order_by(Image.path)
-    elif archive is not None:
+    if archive is not None:
         query = text("SELECT * FROM latest_annotations WHERE model = :name AND model_version = :version "
                      "ORDER BY path, face_index")
         parameters = {"name": archive.name, "version": archive.version}
-    elif failed:
-        query = text("SELECT path, error FROM images WHERE job_id = :job AND status = 'failed' ORDER BY path")
     else:
         query = text("SELECT * FROM face_annotations WHERE job_id = :job ORDER BY path, face_index")
     # Streamed: a server-side cursor on PostgreSQL (SQLite's cursor reads as it goes), so memory stays flat.

@@ -170,7 +170,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     A database already at the newest migration is told by one query, without loading alembic and every
     migration script (about a second of CPU, paid by every command otherwise).
     """
-    if revision == "head" and _stored_revision(engine) == newest_revision():
+    if revision == "head" and current_revision(engine) == newest_revision():
         return
     from alembic import command
 
@@ -186,20 +186,13 @@ def newest_revision() -> str:
     return found.group(1) if found else ""
 
 
-def _stored_revision(engine: Engine) -> str | None:
-    """The revision recorded in the database (None when it has none yet)."""
+def current_revision(engine: Engine) -> str | None:
+    """The revision recorded in the database (None when it has none yet), in one query, without alembic."""
     try:
         with engine.connect() as connection:
             return connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
     except (OperationalError, ProgrammingError):
         return None  # no alembic_version table: a new database
-
-
-def current_revision(engine: Engine) -> str | None:
-    from alembic.runtime.migration import MigrationContext
-
-    with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
 
 
 def head_revision() -> str | None:
@@ -219,7 +212,7 @@ def known_revision(revision: str) -> bool:
         return False
 
 
-def stored_revision(url: URL) -> str | None:
+def revision_without_writing(url: URL) -> str | None:
     """The schema revision recorded in the database (None: no fer-pipeline schema), read without writing
     anything: no schema, journal mode or leftover file is created. SQLAlchemy errors say the server is unreachable."""
     path = sqlite_path(url)

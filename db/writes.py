@@ -204,7 +204,7 @@ def mark_job(engine: Engine, job_id: int, status: str, error: str | None = None,
         _refresh_counts(connection, job_id)  # a run that stopped part-way counts what it did
 
 
-def cancel_job(engine: Engine, job_id: int) -> str | None:
+def mark_cancelled(engine: Engine, job_id: int) -> str | None:
     """End a job that is pending, running or interrupted: its pending images will not be processed.
 
     Returns the status the job had (None: no such job). A finished job is left as it is.

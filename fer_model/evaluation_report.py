@@ -20,6 +20,7 @@ import numpy as np
 from fer_model.data import SPLIT_TITLES, Dataset
 from fer_model.calibration import baked_temperature, expected_calibration_error, reliability_bins, rescale
 from fer_model.ensemble import is_ensemble
+from fer_model.training import read_history
 from fer_model.evaluation import predict_probabilities, flip_choices
 from fer_model.figures import confusion_matrix_figure, face_grid_figure, reliability_figure, training_curves_figure
 from fer_model.metrics import compute_metrics, report_text
@@ -100,8 +101,6 @@ def evaluate_model(
 
     history_path = ref.folder / "history.csv"
     if history_path.is_file():
-        from fer_model.training import read_history
-
         training_curves_figure(read_history(history_path), output("training_curves.png"))
     output("report.md").write_text(_report_markdown(metrics, [f.name for f in files], title))
     return EvaluationResult(metrics=metrics, files=files, note=note)

@@ -189,6 +189,6 @@ def card_markdown(card: ModelCard) -> str:
 
 
 def _split_title(split: str) -> str:
-    from fer_model.data import SPLIT_TITLES
+    from fer_model.data import SPLIT_TITLES  # NumPy and OpenCV load only here: the registry reads cards without them
 
     return SPLIT_TITLES.get(split, split)

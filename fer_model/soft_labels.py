@@ -53,6 +53,7 @@ class SoftLabels:
 
 def model_soft_labels(model, dataset: Dataset) -> dict[str, tuple[Split, np.ndarray]]:
     """The model's served probabilities for every face of the Training and PublicTest splits it has."""
+    # Keras loads only where probabilities are computed: reading soft labels needs NumPy alone.
     from fer_model.evaluation import predict_probabilities
 
     return {

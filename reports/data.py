@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, select
 
 from db.models import Face, Image, Model
-from db.reads import breakdown, job_summary
+from db.reads import breakdown, failed_images, job_summary
 from db.scopes import Scope, job_scope
 from fer_model.classes import CLASSES
 from reports.photo_dates import DateSource, photo_date
@@ -175,11 +175,6 @@ def _face_ref(row: Any) -> FaceRef:
 
 
 def _failures(engine: Engine, scope: Scope) -> list[FailedImage]:
-    query = (
-        select(Image.path, Image.error)
-        .where(scope.failed)
-        .order_by(Image.path)
-        .limit(MAX_FAILURES_LISTED)
-    )
     with engine.connect() as connection:
-        return [FailedImage(path, error or "(no message)") for path, error in connection.execute(query)]
+        failed = failed_images(connection, scope)[:MAX_FAILURES_LISTED]
+    return [FailedImage(path, error or "(no message)") for path, error in failed]

@@ -12,20 +12,14 @@ from sqlalchemy import Engine
 
 from db.reads import export_rows
 from db.scopes import ModelChoice
+from fer_model.files import atomic_open
 
 
 def write_export(engine: Engine, job_id: int | None, output: Path, output_format: str, failed: bool,
                  archive: ModelChoice | None = None) -> int:
     """Write the rows to ``output`` whole or not at all (OSError leaves nothing behind); returns how many."""
-    partial = output.with_name(f".{output.name}.partial")
-    try:
-        with partial.open("w", newline="") as handle:
-            rows = write_rows(engine, job_id, handle, output_format, failed, archive)
-        partial.replace(output)
-    except OSError:
-        partial.unlink(missing_ok=True)
-        raise
-    return rows
+    with atomic_open(output, "w", newline="") as handle:
+        return write_rows(engine, job_id, handle, output_format, failed, archive)
 
 
 def write_rows(engine: Engine, job_id: int | None, handle: IO[str], output_format: str, failed: bool,

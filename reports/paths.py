@@ -6,7 +6,7 @@ import os
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 
-from db.incremental import under_roots
+from fer_model.files import under_roots
 
 
 def display_path(path: str, roots: Sequence[str]) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageOps
 
-from workers.images import on_white, upright_size
+from workers.vision.images import on_white, upright_size
 
 THUMBNAIL_SIDE = 112
 # Context around the detector's box, as a share of its side: the box itself cuts off chin and hair.

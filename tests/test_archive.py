@@ -171,7 +171,7 @@ def test_a_quiet_run_over_files_that_failed_before_exits_0_and_shows_the_whole_a
 
 def test_importing_the_workers_package_does_not_load_the_library_api():
     """Detection processes and `fer --help` import parts of workers; the API loads when it is used."""
-    code = ("import sys, workers.detection, workers.options; "
+    code = ("import sys, workers.vision.detection, workers.jobs.options; "
             "print(sorted(m for m in ('workers.archive', 'sqlalchemy', 'celery') if m in sys.modules))")
     loaded = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"

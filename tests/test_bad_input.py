@@ -24,8 +24,8 @@ from db.models import Image as ImageRow
 from db.reads import image_ids
 from db.writes import create_job
 from db.session import make_engine
-from workers.chunks import process_chunk
-from workers.options import JobOptions
+from workers.chunks.work import process_chunk
+from workers.jobs.options import JobOptions
 
 # Real photos, real servers or whole benchmark runs: the full suite (`make test`), not the fast lane.
 pytestmark = pytest.mark.slow

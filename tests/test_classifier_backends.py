@@ -11,7 +11,7 @@ import pytest
 
 from fer_model.recipes import RECIPES
 from fer_model.registry import load_model, resolve_model
-from workers.onnx_classifier import OnnxEmotionModel, UnsupportedModel
+from workers.serving.onnx_classifier import OnnxEmotionModel, UnsupportedModel
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -91,7 +91,7 @@ def test_a_layer_it_does_not_translate_leaves_the_model_to_keras(tmp_path, monke
     model.save(path)
     with pytest.raises(UnsupportedModel, match="GlobalMaxPooling2D"):
         OnnxEmotionModel(path)
-    from workers.classifier import EmotionClassifier
+    from workers.serving.classifier import EmotionClassifier
 
     monkeypatch.delenv("FER_CLASSIFIER_BACKEND", raising=False)
     classifier = EmotionClassifier(str(path), backend="onnx")
@@ -100,10 +100,10 @@ def test_a_layer_it_does_not_translate_leaves_the_model_to_keras(tmp_path, monke
 
 
 def test_cpu_machines_classify_on_onnx_unless_told_otherwise(monkeypatch):
-    from workers import classifier
+    from workers.serving import classifier
 
     monkeypatch.delenv("FER_CLASSIFIER_BACKEND", raising=False)
-    monkeypatch.setattr("workers.devices.visible_gpus", lambda: [])
+    monkeypatch.setattr("workers.serving.classifier.visible_gpus", lambda: [])
     assert classifier.backend_for() == "onnx"
     monkeypatch.setenv("FER_CLASSIFIER_BACKEND", "keras")
     assert classifier.backend_for() == "keras"
@@ -112,17 +112,17 @@ def test_cpu_machines_classify_on_onnx_unless_told_otherwise(monkeypatch):
 
 
 def test_gpu_machines_classify_with_keras(monkeypatch):
-    from workers import classifier
-    from workers.devices import Device
+    from workers.serving import classifier
+    from workers.serving.devices import Device
 
     monkeypatch.delenv("FER_CLASSIFIER_BACKEND", raising=False)
-    monkeypatch.setattr("workers.devices.visible_gpus", lambda: [Device("GPU", "NVIDIA H100")])
+    monkeypatch.setattr("workers.serving.classifier.visible_gpus", lambda: [Device("GPU", "NVIDIA H100")])
     assert classifier.backend_for() == "keras"
 
 
 def test_a_cpu_machine_classifies_without_importing_tensorflow():
     code = (
-        "import sys; from workers.classifier import EmotionClassifier, backend_for; import numpy as np\n"
+        "import sys; from workers.serving.classifier import EmotionClassifier, backend_for; import numpy as np\n"
         "c = EmotionClassifier('default', backend_for()); p = c.predict_faces(np.zeros((2, 48, 48, 1), np.uint8))\n"
         "print(c.backend, p.shape, 'tensorflow' in sys.modules)"
     )
@@ -159,7 +159,7 @@ def test_annotate_with_a_damaged_model_fails_in_one_line(tmp_path, photos_dir):
 
 
 def test_an_unknown_backend_name_is_refused(monkeypatch):
-    from workers import classifier
+    from workers.serving import classifier
 
     monkeypatch.setenv("FER_CLASSIFIER_BACKEND", "opencv")
     with pytest.raises(ValueError, match="FER_CLASSIFIER_BACKEND is 'opencv': use one of auto, keras, onnx"):
@@ -180,16 +180,14 @@ def test_the_session_uses_as_many_threads_as_opencv_may(monkeypatch):
 
 
 def test_the_batch_size_follows_the_backend_and_fer_batch_size(monkeypatch):
-    from workers.classifier import batch_size_of
-    from workers.devices import CPU_BATCH_SIZE, GPU_BATCH_SIZE, Device
-    from workers.onnx_classifier import BATCH_SIZE
+    from workers.serving.devices import CPU_BATCH_SIZE, GPU_BATCH_SIZE, ONNX_BATCH_SIZE, Device, batch_size_for
 
     monkeypatch.delenv("FER_BATCH_SIZE", raising=False)
-    assert batch_size_of("onnx", []) == BATCH_SIZE
-    assert batch_size_of("keras", []) == CPU_BATCH_SIZE
-    assert batch_size_of("keras", [Device("GPU", "any")]) == GPU_BATCH_SIZE
+    assert batch_size_for("onnx", []) == ONNX_BATCH_SIZE
+    assert batch_size_for("keras", []) == CPU_BATCH_SIZE
+    assert batch_size_for("keras", [Device("GPU", "any")]) == GPU_BATCH_SIZE
     monkeypatch.setenv("FER_BATCH_SIZE", "16")
-    assert batch_size_of("onnx", []) == 16
+    assert batch_size_for("onnx", []) == 16
 
 
 @pytest.mark.slow

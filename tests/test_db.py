@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -30,6 +33,38 @@ def test_migrations_reach_head_and_match_the_models(engine):
         differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     assert differences == []
     assert {"face_annotations"} <= set(inspect(engine).get_view_names())
+
+
+MIGRATIONS = Path(__file__).resolve().parents[1] / "db" / "migrations" / "versions"
+PROJECT_PACKAGES = {"cli", "db", "fer_model", "reports", "workers", "bench", "tests"}
+
+
+def test_no_migration_imports_the_project_s_live_modules():
+    """A migration creates what its revision created, whatever the models say today: the SQL and code it runs are
+    frozen inside it, never imported from the project (db.models, the photo readers, ...)."""
+    imports = []
+    for path in sorted(MIGRATIONS.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+            imports += [f"{path.name}: {name}" for name in names if name.split(".")[0] in PROJECT_PACKAGES]
+    assert len(list(MIGRATIONS.glob("*.py"))) >= 8
+    assert imports == []
+
+
+def test_the_migrated_views_are_the_views_the_models_define(tmp_path):
+    """db/models.py states the views as they are now; the newest migration that creates each must agree."""
+    from db.models import FACE_ANNOTATIONS_VIEW, LATEST_ANNOTATIONS_VIEW
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'views.db'}")
+    upgrade(engine)
+    with engine.connect() as connection:
+        views = dict(connection.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'view'")).all())
+    engine.dispose()
+    assert {name: " ".join(sql.split()) for name, sql in views.items()} == {
+        "face_annotations": " ".join(FACE_ANNOTATIONS_VIEW.split()),
+        "latest_annotations": " ".join(LATEST_ANNOTATIONS_VIEW.split()),
+    }
 
 
 def _face(image: Image, model: Model, index: int) -> Face:

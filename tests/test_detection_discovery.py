@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from workers.detection import UnknownDetector, get_detector
-from workers.discovery import DiscoveryError, find_images, parse_extensions
-from workers.images import read_image
+from workers.jobs.discovery import DiscoveryError, find_images, parse_extensions
+from workers.vision.detection import UnknownDetector, get_detector
+from workers.vision.images import read_image
 
 
 def test_haar_finds_the_face_in_real_photos_and_maps_boxes_back(photos_dir):
@@ -53,7 +53,7 @@ def test_find_images_errors(tmp_path):
 
 
 def test_detection_scale_maps_the_smallest_face_onto_the_window_whatever_the_size():
-    from workers.detection import detection_scale
+    from workers.vision.detection import detection_scale
 
     assert detection_scale((250, 250), 640, 24, 48) == 0.5  # small photos are shrunk too
     assert detection_scale((1500, 2000), 640, 24, 24) == 1.0  # never enlarged
@@ -63,7 +63,7 @@ def test_detection_scale_maps_the_smallest_face_onto_the_window_whatever_the_siz
 
 
 def test_small_photos_keep_their_faces_at_half_size(photos_dir):
-    from workers.annotate import read_for_detection
+    from workers.chunks.annotate import read_for_detection
 
     detector = get_detector("haar")
     photos = sorted(photos_dir.glob("*.jpg"))[:20]
@@ -74,7 +74,7 @@ def test_small_photos_keep_their_faces_at_half_size(photos_dir):
 
 def test_haar_fine_finds_more_faces_near_the_smallest_size(photos_dir, tmp_path):
     """A 3000x2000 JPEG of 24 real photos whose faces are 48-60 px wide (LFW faces are ~121 px in 250-px photos)."""
-    from workers.annotate import read_for_detection
+    from workers.chunks.annotate import read_for_detection
 
     rng = np.random.default_rng(0)
     scene = np.full((2000, 3000), 120, np.uint8)
@@ -100,7 +100,7 @@ def test_haar_fine_finds_more_faces_near_the_smallest_size(photos_dir, tmp_path)
 
 
 def test_min_face_in_pixels_or_relative_to_the_photo():
-    from workers.min_face import min_face_pixels, parse_min_face
+    from workers.vision.min_face import min_face_pixels, parse_min_face
 
     assert parse_min_face("48") == 48 and parse_min_face(64) == 64
     assert parse_min_face("2%") == "2%" and parse_min_face(" 2.50% ") == "2.5%"
@@ -124,7 +124,7 @@ def test_cli_takes_a_relative_min_face_and_refuses_nonsense():
 @pytest.mark.slow
 def test_haar_verified_finds_a_48_px_face_that_haar_misses(photos_dir, tmp_path):
     """A real photo shrunk until its face is 48 px wide (the default --min-face), alone on a gray page."""
-    from workers.annotate import read_for_detection
+    from workers.chunks.annotate import read_for_detection
 
     side = round(250 * 48 / 121)  # LFW faces are ~121 px wide in their 250-px photos
     page = np.full((400, 400), 128, np.uint8)

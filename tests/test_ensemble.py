@@ -40,7 +40,7 @@ def test_an_ensemble_serves_its_members_mean_rescaled_alike_on_keras_and_onnx(tm
     from fer_model.onnx_export import save_served_model
     from fer_model.registry import load_model, resolve_model
     from fer_model.served_graph import SOURCE_SHA256
-    from workers.onnx_classifier import OnnxEmotionModel
+    from workers.serving.onnx_classifier import OnnxEmotionModel
 
     members = {"a": _member("seed", 1, 1.3), "b": _member("seed-wide", 2, 0.8), "c": _member("default", 3, 1.0)}
     faces = _faces()
@@ -63,7 +63,7 @@ def test_an_ensemble_serves_its_members_mean_rescaled_alike_on_keras_and_onnx(tm
 
 def test_a_graph_exported_from_another_version_of_the_file_is_not_served(tmp_path):
     from fer_model.onnx_export import save_served_model
-    from workers.onnx_classifier import OnnxEmotionModel
+    from workers.serving.onnx_classifier import OnnxEmotionModel
 
     path = tmp_path / "model.keras"
     old = _member("seed", 1, 1.0)
@@ -152,7 +152,7 @@ def test_committed_models_serve_their_onnx_graphs_like_keras_on_real_faces(fer20
     from fer_model.files import file_sha256
     from fer_model.registry import available_models, load_model
     from fer_model.served_graph import SOURCE_SHA256, onnx_path_for
-    from workers.onnx_classifier import OnnxEmotionModel
+    from workers.serving.onnx_classifier import OnnxEmotionModel
     import onnx
 
     faces = load_fer2013(fer2013_dir)["val"].images[:256][..., None]

@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from workers.face_proposals import group_windows, raw_windows, truncated_cascade
+from workers.vision.face_proposals import group_windows, raw_windows, truncated_cascade
 
 CASCADE = "haarcascade_frontalface_default.xml"
 
@@ -40,7 +40,7 @@ def test_windows_group_as_opencv_groups_them_and_every_group_is_kept():
 
 
 def test_the_committed_verifier_scores_boxes_and_gives_nothing_to_a_box_outside_the_image():
-    from workers.face_verifier import FaceVerifier, crop_box
+    from workers.vision.face_verifier import FaceVerifier, crop_box
 
     gray = np.full((100, 100), 128, np.uint8)
     assert crop_box(gray, 90, 10, 20, 20) is None and crop_box(gray, 10, 10, 20, 20).shape == (24, 24)
@@ -49,7 +49,7 @@ def test_the_committed_verifier_scores_boxes_and_gives_nothing_to_a_box_outside_
 
 
 def test_verifier_training_examples_have_the_verifier_input_size():
-    from fer_model.verifier_training import partial_face_crops, positive_crops
+    from workers.vision.verifier_training import partial_face_crops, positive_crops
 
     rng = np.random.default_rng(0)
     faces = rng.integers(0, 255, (5, 48, 48), dtype=np.uint8)

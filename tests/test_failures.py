@@ -25,12 +25,12 @@ from cli.output import EXIT_NOT_STARTED, EXIT_PARTIAL
 from db.models import Image as ImageRow
 from db.models import Job
 from db.reads import database_identity, image_ids
-from db.writes import create_job
 from db.session import make_engine
+from db.writes import create_job
 from fer_model.registry import default_model_name
 from tests.conftest import REPO_ROOT
-from workers import celery_app
-from workers.options import JobOptions
+from workers.jobs.options import JobOptions
+from workers.queue import celery_app
 
 BROKER_URL = os.environ.get("FER_TEST_BROKER_URL", "redis://127.0.0.1:6379/11")
 NOT_A_PICTURE = "not an image, or a format this tool does not read"
@@ -117,14 +117,14 @@ def test_a_job_whose_detector_cannot_run_fails_with_its_reason_and_retry_changes
 
 
 def test_an_error_inside_a_run_ends_the_job_as_failed_in_one_line(two_photos, sqlite_url, monkeypatch):
-    import workers.local
-    import workers.chunks
+    import workers.chunks.local
+    import workers.chunks.work
 
     def broken_classifier(name, *backend):
         raise OSError("the model file went away")
 
-    monkeypatch.setattr(workers.chunks, "get_classifier", broken_classifier)
-    monkeypatch.setattr(workers.local, "get_classifier", broken_classifier)
+    monkeypatch.setattr(workers.chunks.work, "get_classifier", broken_classifier)
+    monkeypatch.setattr(workers.chunks.local, "get_classifier", broken_classifier)
     result = run("annotate", str(two_photos), "--db", sqlite_url, "--processes", "1")
     assert result.exit_code == 1
     assert result.output.splitlines()[-1].startswith("Error: job 1 failed: OSError: the model file went away.")
@@ -135,8 +135,8 @@ def test_an_error_inside_a_run_ends_the_job_as_failed_in_one_line(two_photos, sq
 
 
 def test_a_chunk_a_worker_cannot_run_ends_its_job_as_failed(two_photos, sqlite_url, monkeypatch):
-    from workers.tasks import annotate_chunk
-    from workers.detection import UnknownDetector
+    from workers.queue.tasks import annotate_chunk
+    from workers.vision.detection import UnknownDetector
 
     assert run("db", "upgrade", "--db", sqlite_url).exit_code == 0
     engine = make_engine(sqlite_url)
@@ -150,7 +150,7 @@ def test_a_chunk_a_worker_cannot_run_ends_its_job_as_failed(two_photos, sqlite_u
 
 
 def test_cancel_ends_a_queued_job_and_its_pending_images_are_not_processed(two_photos, sqlite_url):
-    from workers.chunks import process_chunk
+    from workers.chunks.work import process_chunk
 
     assert run("db", "upgrade", "--db", sqlite_url).exit_code == 0
     engine = make_engine(sqlite_url)
@@ -171,8 +171,8 @@ def test_cancel_ends_a_queued_job_and_its_pending_images_are_not_processed(two_p
 @pytest.mark.slow
 def test_cancel_takes_the_jobs_queued_chunks_off_the_queue_and_leaves_the_others(two_photos, tmp_path, sqlite_url,
                                                                                 broker):
-    from workers.options import JobOptions
-    from workers.queueing import queue_chunks_for
+    from workers.jobs.options import JobOptions
+    from workers.queue.queueing import queue_chunks_for
 
     assert run("db", "upgrade", "--db", sqlite_url).exit_code == 0
     engine = make_engine(sqlite_url)
@@ -346,13 +346,13 @@ def _queued_messages(client) -> list[dict]:
 @pytest.mark.slow
 def test_each_database_has_an_identity_that_every_task_carries_and_workers_check(two_photos, tmp_path, postgres_url,
                                                                                   broker, monkeypatch):
-    import workers.tasks
+    import workers.queue.tasks
     from celery.exceptions import Reject
 
-    from workers.refusals import refusal
-    from workers.tasks import annotate_chunk
+    from workers.queue.refusals import refusal
+    from workers.queue.tasks import annotate_chunk
 
-    monkeypatch.setattr(workers.tasks, "REFUSED_TASK_PAUSE", 0)
+    monkeypatch.setattr(workers.queue.tasks, "REFUSED_TASK_PAUSE", 0)
     submitter = f"sqlite:///{tmp_path / 'submitter.db'}"
     assert run("db", "upgrade", "--db", submitter).exit_code == 0
     assert run("db", "upgrade", "--db", postgres_url).exit_code == 0

@@ -8,18 +8,18 @@ import sys
 from pathlib import Path
 
 
-from workers.devices import CPU_BATCH_SIZE, GPU_BATCH_SIZE, Device, batch_size_for, describe
+from workers.serving.devices import CPU_BATCH_SIZE, GPU_BATCH_SIZE, Device, batch_size_for, describe
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_batch_size_follows_the_device(monkeypatch):
     monkeypatch.delenv("FER_BATCH_SIZE", raising=False)
-    assert batch_size_for([Device("CPU", "CPU")]) == CPU_BATCH_SIZE
-    assert batch_size_for([Device("GPU", "NVIDIA H100 80GB HBM3")]) == GPU_BATCH_SIZE
-    assert batch_size_for([]) == CPU_BATCH_SIZE
+    assert batch_size_for("keras", [Device("CPU", "CPU")]) == CPU_BATCH_SIZE
+    assert batch_size_for("keras", [Device("GPU", "NVIDIA H100 80GB HBM3")]) == GPU_BATCH_SIZE
+    assert batch_size_for("keras", []) == CPU_BATCH_SIZE
     monkeypatch.setenv("FER_BATCH_SIZE", "64")
-    assert batch_size_for([Device("GPU", "any")]) == 64
+    assert batch_size_for("keras", [Device("GPU", "any")]) == 64
 
 
 def test_device_description():
@@ -28,10 +28,10 @@ def test_device_description():
 
 
 def test_the_classifier_reports_its_device_and_batch_size():
-    from workers.classifier import get_classifier
+    from workers.serving.classifier import get_classifier
 
     classifier = get_classifier("default", "keras")
-    assert classifier.devices and classifier.batch_size == batch_size_for(classifier.devices)
+    assert classifier.devices and classifier.batch_size == batch_size_for("keras", classifier.devices)
 
 
 def _compose_service(text: str, name: str) -> str:

@@ -27,9 +27,10 @@ from db.session import make_engine
 from fer_model.files import write_atomically
 from fer_model.registry import resolve_model
 from reports.paths import display_path, file_uri
-from reports.photo_dates import exif_date, photo_date
+from reports.photo_dates import photo_date
 from reports.thumbnails import Box, face_thumbnail
 from tests.archives import EMPTY_FILE, EXIF_DATE, FAILED_IN_ARCHIVE, IMAGES_IN_ARCHIVE, MARKUP_FILE, MARKUP_FOLDER, NOT_AN_IMAGE
+from workers.vision.images import read_image
 
 # Real photos, real servers or whole benchmark runs: the full suite (`make test`), not the fast lane.
 pytestmark = pytest.mark.slow
@@ -283,9 +284,8 @@ def test_without_output_the_html_goes_to_a_redirected_stdout_but_never_to_a_term
 # --- the parts, without a database ------------------------------------------------------------------
 
 def test_photo_date_prefers_exif_then_file_time(sample_archive):
-    assert exif_date(str(sample_archive / "dated" / "exif.jpg")) == EXIF_DATE
-    assert exif_date(str(sample_archive / "blank.png")) is None
-    assert exif_date(str(sample_archive / "missing.jpg")) is None
+    assert read_image(sample_archive / "dated" / "exif.jpg").taken_at == EXIF_DATE
+    assert read_image(sample_archive / "blank.png").taken_at is None
     assert photo_date(EXIF_DATE, 0.0) == (EXIF_DATE, "exif")
     assert photo_date(None, 1_600_000_000.0) == (dt.datetime(2020, 9, 13, 12, 26, 40), "file")
     assert photo_date(None, None) == (None, "unknown")
@@ -343,3 +343,34 @@ def test_atomic_write_leaves_no_partial_file(tmp_path):
     assert target.read_text() == "first"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.html"]
     assert os.access(target, os.R_OK)
+
+
+def test_atomic_writes_reach_the_disk_before_the_rename(tmp_path, monkeypatch):
+    """Reports, exports and model files all write through fer_model.files: the new file's data is flushed to disk
+    (fsync) before it is renamed over the old one, so a crash never leaves a renamed but empty file."""
+    import reports.export
+
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(descriptor: int) -> None:
+        events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{descriptor}"))))
+        real_fsync(descriptor)
+
+    def replace(source, destination) -> None:
+        events.append(("replace", os.path.basename(source)))
+        real_replace(source, destination)
+
+    def rows(engine, job_id, handle, output_format, failed, archive=None) -> int:
+        handle.write("path,error\n")
+        return 1
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    monkeypatch.setattr(reports.export, "write_rows", rows)
+    write_atomically(tmp_path / "report.html", "<html></html>")
+    assert reports.export.write_export(None, 1, tmp_path / "faces.csv", "csv", True) == 1
+    assert [kind for kind, _ in events] == ["fsync", "replace", "fsync", "replace"]
+    assert events[0][1] == events[1][1] and events[2][1] == events[3][1]  # the file renamed is the one flushed
+    assert (tmp_path / "faces.csv").read_text() == "path,error\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["faces.csv", "report.html"]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from workers.images import ImageReadError, read_image
+from workers.vision.images import ImageReadError, read_image
 
 
 def _gradient(width: int, height: int) -> np.ndarray:
@@ -106,7 +106,7 @@ def test_truncated_jpeg_and_missing_file(tmp_path):
 
 
 def test_face_crop_squares_the_box_widens_it_and_replicates_edges_outside_the_photo():
-    from workers.cropping import face_crop
+    from workers.vision.cropping import face_crop
 
     gray = np.arange(100, dtype=np.uint8).reshape(10, 10)
     np.testing.assert_array_equal(face_crop(gray, 2, 2, 4, 4, margin=0.0), gray[2:6, 2:6])

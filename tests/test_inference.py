@@ -11,7 +11,7 @@ from fer_model.inference import folded_for_inference
 from fer_model.recipes import get_recipe
 from fer_model.registry import load_model, resolve_model
 from fer_model.flip_averaging import is_flip_averaged, single_pass, with_flip_averaging
-from workers.classifier import EmotionClassifier
+from workers.serving.classifier import EmotionClassifier
 
 
 def _faces(count: int = 64) -> np.ndarray:

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-import workers.pipeline
-import workers.submission
+import workers.jobs.starting
+import workers.jobs.submission
 from cli.main import fer
 from cli.output import EXIT_PARTIAL
-from workers.discovery import find_images
+from workers.jobs.discovery import find_images
 
 NOBODY = 65534
 
@@ -108,8 +108,8 @@ def test_a_folder_that_cannot_be_listed_is_reported_with_its_reason(archive):
 @pytest.fixture
 def listing_as_nobody(monkeypatch):
     """`fer annotate` lists and plans as an unprivileged user; detection and writing run as usual."""
-    monkeypatch.setattr(workers.pipeline, "find_files", as_unprivileged(workers.pipeline.find_files))
-    monkeypatch.setattr(workers.submission, "plan_run", as_unprivileged(workers.submission.plan_run))
+    monkeypatch.setattr(workers.jobs.starting, "find_files", as_unprivileged(workers.jobs.starting.find_files))
+    monkeypatch.setattr(workers.jobs.submission, "plan_run", as_unprivileged(workers.jobs.submission.plan_run))
 
 
 def annotate(archive: Path, url: str, *options: str):

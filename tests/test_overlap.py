@@ -20,7 +20,7 @@ from db.overlap import RunStillGoing, roots_overlap
 from db.schedules import add_schedule
 from db.session import make_engine, upgrade
 from db.writes import create_job
-from workers.scheduling import start_due_runs
+from workers.queue.scheduling import start_due_runs
 
 BROKER_URL = os.environ.get("FER_TEST_BROKER_URL", "redis://127.0.0.1:6379/11")
 

@@ -25,7 +25,7 @@ from db.models import Image as ImageRow
 from db.session import make_engine
 from fer_model.registry import default_model_name
 from tests.conftest import REPO_ROOT, annotate_json
-from workers.options import JobOptions
+from workers.jobs.options import JobOptions
 
 # Real photos, real servers or whole benchmark runs: the full suite (`make test`), not the fast lane.
 pytestmark = pytest.mark.slow
@@ -99,7 +99,7 @@ def test_report_counts_match_the_tables_and_probabilities_sum_to_one(local_run):
 def test_rerunning_a_finished_chunk_changes_nothing(local_run):
     """A redelivered task finds its images done and writes nothing; a forced rewrite replaces, never duplicates."""
     from db.reads import image_ids
-    from workers.chunks import process_chunk
+    from workers.chunks.work import process_chunk
 
     url, report = local_run
     engine = make_engine(url)
@@ -226,7 +226,7 @@ def test_report_breakdowns_add_up(local_run, by, tmp_path):
 def test_workers_refuse_paths_outside_the_allowed_roots(local_run, tmp_path, monkeypatch):
     from db.reads import image_ids
     from db.writes import create_job
-    from workers.chunks import process_chunk
+    from workers.chunks.work import process_chunk
 
     url, report = local_run
     engine = make_engine(url)
@@ -252,20 +252,20 @@ def test_annotate_finds_faces_in_at_least_95_percent_of_the_photos(photos_dir, t
 
 
 def test_a_job_smaller_than_a_chunk_still_runs_on_every_process(photos_dir, tmp_path, monkeypatch):
-    import workers.local
+    import workers.chunks.local
 
     folder = tmp_path / "three"
     folder.mkdir()
     for photo in sorted(photos_dir.glob("*.jpg"))[:3]:
         shutil.copy(photo, folder / photo.name)
     processes = []
-    run_chunks = workers.local.run_locally
+    run_chunks = workers.chunks.local.run_chunks
 
     def counting(database_url, job_id, chunks, options, process_count, **kwargs):
         processes.append((len(chunks), process_count))
         return run_chunks(database_url, job_id, chunks, options, process_count, **kwargs)
 
-    monkeypatch.setattr(workers.local, "run_locally", counting)
+    monkeypatch.setattr(workers.chunks.local, "run_chunks", counting)
     report = annotate_json(folder, f"sqlite:///{tmp_path / 'fer.db'}", "--processes", "2")
     assert report["images"]["done"] == 3
     assert processes == [(1, 2)]  # one chunk of three images, two detection processes

@@ -18,13 +18,14 @@ from sqlalchemy import Engine, event, select, text
 from sqlalchemy.orm import Session
 
 import db.session
-from db.incremental import plan_run, under_roots
+from db.incremental import plan_run
 from db.models import Face, Image, Job, Model
 from db.reads import annotated_content, archive_summary, export_rows, image_ids, job_summary
 from db.records import FaceResult, ImageResult, ModelIdentity
 from db.session import make_engine, upgrade
 from db.writes import create_job, ensure_model, record_chunk
 from fer_model.classes import CLASSES
+from fer_model.files import under_roots
 from tests.conftest import REPO_ROOT, fresh_postgres_database
 from tests.test_sql_docs import example_queries
 

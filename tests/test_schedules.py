@@ -24,7 +24,7 @@ from db.models import Face, Image, Job
 from db.schedules import ScheduleRow, add_schedule, due_today, list_schedules
 from db.session import make_engine, upgrade
 from tests.conftest import REPO_ROOT
-from workers.scheduling import start_due_runs
+from workers.queue.scheduling import start_due_runs
 
 BROKER_URL = os.environ.get("FER_TEST_SCHEDULE_BROKER_URL", "redis://127.0.0.1:6379/10")
 PARIS = "Europe/Paris"

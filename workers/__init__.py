@@ -1,5 +1,7 @@
-"""Detect and classify faces in photos: the library API (`Archive`), the runs under it (`workers.pipeline`), the
-Celery app and tasks, and the chunk work shared by Celery workers and local runs.
+"""Detect and classify faces in photos: the library API (`Archive`) and the runs under it (`workers.pipeline`).
+
+Below them, each sub-package holds one part: `jobs` (options, files, recording a job), `chunks` (a chunk's work,
+here or in a worker), `queue` (Celery), `vision` (photos and face detection), `serving` (the emotion model).
 
     from workers import Archive, JobOptions
 """
@@ -10,15 +12,14 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from workers.archive import Archive
-    from workers.errors import Interrupted, NoSuchJob, NotStarted, PipelineError
-    from workers.options import JobOptions
+    from workers.jobs.errors import Interrupted, NoSuchJob, NotStarted, PipelineError
+    from workers.jobs.options import JobOptions
     from workers.progress import NoProgress
 
 __all__ = ["Archive", "Interrupted", "JobOptions", "NoProgress", "NoSuchJob", "NotStarted", "PipelineError"]
 
-_HOMES = {"Archive": "workers.archive", "JobOptions": "workers.options", "NoProgress": "workers.progress",
-          "PipelineError": "workers.errors", "NotStarted": "workers.errors", "Interrupted": "workers.errors",
-          "NoSuchJob": "workers.errors"}
+_HOMES = {"Archive": "workers.archive", "JobOptions": "workers.jobs.options", "NoProgress": "workers.progress",
+          **dict.fromkeys(("PipelineError", "NotStarted", "Interrupted", "NoSuchJob"), "workers.jobs.errors")}
 
 
 def __getattr__(name: str):

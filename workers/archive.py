@@ -35,19 +35,22 @@ from sqlalchemy import Engine
 from db.compare import CompareError, compare_models
 from db.models import utcnow
 from db.query import QueryError, QueryRefused, QueryResult, run_read_only_query
-from db.reads import breakdown
+from db.reads import breakdown, database_identity, stored_job_options
 from db.schedules import ScheduleError, list_schedules, local_zone_name, next_run
 from db.schedules import add_schedule as store_schedule
 from db.schedules import remove_schedule as delete_schedule
 from db.session import DatabaseError, current_revision, engine_for, parse_database_url
-from db.writes import cancel_job
+from db.writes import mark_cancelled
 from fer_model.files import data_home
+from reports.export import write_export, write_rows
 from workers import pipeline
-from workers.broker import DEFAULT_BROKER_URL, check_broker, refused_reason
 from workers.database import check_fer_database, upgraded_engine
-from workers.errors import NoSuchJob, PipelineError
-from workers.options import JobOptions
+from workers.jobs.errors import NoSuchJob, PipelineError
+from workers.jobs.options import JobOptions
+from workers.jobs.starting import check_options, files_and_options
 from workers.progress import NO_PROGRESS, FollowProgress, Progress, RunProgress
+from workers.queue.broker import check_broker, refused_reason
+from workers.queue.broker_url import DEFAULT_BROKER_URL
 from workers.report_views import (job_summary_of, model_choice, quiet_night_view, quiet_run_view, report_view,
                                   resolve_job)
 
@@ -182,7 +185,7 @@ class Archive:
         the last run, seconds per stage. A run that annotated nothing returns the whole archive as the job's
         model sees it instead when ``whole_archive_if_quiet`` (what `fer annotate` prints as a table).
         """
-        found, checked = pipeline.files_and_options(_path_list(paths), options or JobOptions())
+        found, checked = files_and_options(_path_list(paths), options or JobOptions())
         engine = self._writable()
         summary = pipeline.annotate_folder(self.database_url, found, checked, processes or os.cpu_count() or 1,
                                            progress)
@@ -196,7 +199,7 @@ class Archive:
         """Record a job for the image files under ``paths`` and queue its chunks for `fer worker` processes;
         ``announce(submitted)`` once it is queued. With ``wait``, follow it until it ends and return its report
         too."""
-        found, checked = pipeline.files_and_options(_path_list(paths), options or JobOptions())
+        found, checked = files_and_options(_path_list(paths), options or JobOptions())
         engine = self._writable()
         check_broker(self.broker_url)
         job = pipeline.submit_folder(engine, self.broker_url, found, checked)
@@ -234,17 +237,16 @@ class Archive:
     def cancel(self, job_id: int | None = None) -> Cancelled:
         """End a queued or running job (default: the latest): its pending images are not processed, and its
         chunks that no worker has fetched yet are taken off the broker's queue, so that workers are free at once."""
-        from db.reads import database_identity
-        from db.reads import job_options as stored_options
-        from workers.queueing import BrokerUnreachable, remove_queued_chunks
+        # Celery loads only in the calls that reach the queue.
+        from workers.queue.queueing import BrokerUnreachable, remove_queued_chunks
 
         engine = self._existing()
         resolved = resolve_job(engine, job_id)
-        previous = cancel_job(engine, resolved)
+        previous = mark_cancelled(engine, resolved)
         if previous is None:
             raise NoSuchJob(f"no job {resolved}")
         removed = problem = None
-        if previous != "finished" and (stored_options(engine, resolved) or {}).get("queued"):
+        if previous != "finished" and (stored_job_options(engine, resolved) or {}).get("queued"):
             try:
                 removed = remove_queued_chunks(resolved, database_identity(engine), self.broker_url)
             except BrokerUnreachable as error:
@@ -290,8 +292,7 @@ class Archive:
                     whole_archive: bool = False, model: str | None = None,
                     progress: RunProgress = NO_PROGRESS) -> str:
         """The report `report` describes as one self-contained HTML page: charts, face thumbnails, failures."""
-        # reports/ renders from the results and reads photos with workers.images: imported on use, by the one
-        # call that needs it, so that importing workers never imports reports.
+        # The page's renderers (Jinja2, Matplotlib, Pillow) load only in the calls that build one.
         from reports.html import build_scope_html_report, heading
 
         engine = self._existing()
@@ -308,9 +309,6 @@ class Archive:
         file's latest annotation by ``model``), as ``format`` "csv" or "jsonl"; with ``failed``, one row per
         failed file and why. ``output`` is a file, written whole or not at all, or an open text stream.
         Returns the rows written."""
-        # The rows are written by reports/, which sits above workers/ (see report_html).
-        from reports.export import write_export, write_rows
-
         if format not in EXPORT_FORMATS:
             raise PipelineError(f"exports are {' or '.join(EXPORT_FORMATS)}, not {format!r}")
         if whole_archive and job_id is not None:
@@ -351,7 +349,7 @@ class Archive:
 
     def compare_html(self, model_a: str, model_b: str, top: int = 10) -> str:
         """The comparison `compare` describes as one self-contained HTML page, with the changed faces' thumbnails."""
-        from reports.compare_html import render_comparison_html  # imported on use, as in report_html
+        from reports.compare_html import render_comparison_html  # the renderers load on use, as in report_html
 
         return render_comparison_html(self.compare(model_a, model_b, top))
 
@@ -365,7 +363,7 @@ class Archive:
         if not os.path.isdir(root):
             raise PipelineError(f"{os.fspath(path)}: not a folder")
         options = replace(options or JobOptions(), incremental=True, allowed_roots=(root,))
-        pipeline.check_options(options)
+        check_options(options)
         engine = self._writable()
         try:
             schedule_id = store_schedule(engine, root, at, timezone or local_zone_name(), options.to_dict())
@@ -397,10 +395,10 @@ class Archive:
                    announce: Callable[[Any], None] = _ignore) -> None:
         """Run a Celery worker here until it is stopped: it takes the chunks queued on the broker and writes to
         this database (refusing tasks queued for another). ``announce(plan)`` first, with where it classifies
-        (workers.classifier.ServingPlan: backend, device, batch size)."""
+        (workers.serving.classifier.ServingPlan: backend, device, batch size)."""
         # Celery, and the classifier's numerical libraries, load only in the processes that start a worker.
-        from workers.celery_app import start_worker
-        from workers.classifier import serving_plan
+        from workers.queue.celery_app import start_worker
+        from workers.serving.classifier import serving_plan
 
         self._writable()
         try:
@@ -414,7 +412,7 @@ class Archive:
         """Run Celery beat here until it is stopped: it queues a check of the schedules every
         FER_SCHEDULE_POLL_SECONDS. One per deployment; ``schedule_file`` keeps its state (default: beside the
         default SQLite database)."""
-        from workers.celery_app import start_beat  # Celery loads only in the processes that start it
+        from workers.queue.celery_app import start_beat  # Celery loads only in the processes that start it
 
         self._writable()
         check_broker(self.broker_url)

@@ -3,9 +3,14 @@ that only read, only where a fer-pipeline schema already exists (nothing is crea
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+import sqlite3
 
-from workers.errors import PipelineError
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from db.session import (DatabaseError, engine_for, known_revision, parse_database_url, revision_without_writing,
+                        sqlite_path, upgrade)
+from workers.jobs.errors import PipelineError
 
 
 def _first_line(error: BaseException) -> str:
@@ -15,10 +20,6 @@ def _first_line(error: BaseException) -> str:
 
 def upgraded_engine(url: str) -> Engine:
     """This process's engine on the database at ``url``, its schema created or migrated to this version's."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from db.session import DatabaseError, engine_for, upgrade
-
     try:
         engine = engine_for(url)
     except DatabaseError as error:
@@ -36,12 +37,6 @@ def upgraded_engine(url: str) -> Engine:
 def check_fer_database(url: str) -> None:
     """Refuse, without writing anything there, a database that does not exist or holds no fer-pipeline schema
     this version knows (a mistyped URL)."""
-    import sqlite3
-
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from db.session import DatabaseError, known_revision, parse_database_url, sqlite_path, stored_revision
-
     try:
         resolved = parse_database_url(url)
     except DatabaseError as error:
@@ -52,7 +47,7 @@ def check_fer_database(url: str) -> None:
         raise PipelineError(f"no database at {path.resolve()}: annotate something first (`fer annotate PATH`) or "
                             "give --db")
     try:
-        revision = stored_revision(resolved)
+        revision = revision_without_writing(resolved)
     except sqlite3.DatabaseError as error:
         if "not a database" not in str(error):
             raise PipelineError(f"cannot read the database {shown}: {error}") from None

@@ -1,5 +1,5 @@
-"""The runs under the library API (`workers.archive.Archive`): find files, record a job, run it here or queue it,
-retry it, follow it.
+"""The runs under the library API (`workers.archive.Archive`): record a job, run it here or queue it, retry it,
+follow it.
 
 The functions return summaries and raise `PipelineError`s whose messages are written for
 people; they never print. Progress is reported to the progress object the caller passes in.
@@ -13,111 +13,23 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import Engine
 
+from db.reads import job_summary, stored_job_options
 from db.session import engine_for
-from workers.errors import Interrupted, NoSuchJob, NotStarted, PipelineError
-from workers.options import JobOptions
+from db.writes import finish_job_if_complete, mark_job, reopen_job, update_job_options
+from workers.chunks.stages import StageSeconds
+from workers.jobs.errors import Interrupted, NoSuchJob, PipelineError
+from workers.jobs.options import JobOptions
+from workers.jobs.starting import Found, check_detector, check_model, start_job
+from workers.jobs.submission import PreparedJob
 from workers.progress import FollowProgress, RunProgress
-
-
-@dataclass
-class Found:
-    """The image files under the folders given, the entries skipped as not image files (path, reason), and the
-    folders that could not be listed (path, reason)."""
-
-    paths: tuple[str, ...]
-    files: list[str]
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    ext: str = ",".join(JobOptions.extensions)
-    unlisted: list[tuple[str, str]] = field(default_factory=list)
-
-
-def find_files(paths: Sequence[str], options: JobOptions) -> Found:
-    """The image files under ``paths`` (``options``: recursive, extensions, follow_symlinks); may be empty (an
-    incremental run over an emptied folder records what went missing)."""
-    from workers.discovery import DiscoveryError, find_images
-
-    skipped: list[tuple[str, str]] = []
-    unlisted: list[tuple[str, str]] = []
-    try:
-        files = list(find_images(paths, recursive=options.recursive, extensions=options.extensions,
-                                 follow_symlinks=options.follow_symlinks, skipped=skipped, unlisted=unlisted))
-    except DiscoveryError as error:
-        raise PipelineError(str(error)) from error
-    return Found(tuple(paths), files, skipped, ",".join(options.extensions), unlisted)
-
-
-def check_model(model: str) -> None:
-    from fer_model.registry import ModelNotFound, resolve_model
-
-    try:
-        resolve_model(model)
-    except ModelNotFound as error:
-        raise PipelineError(str(error)) from error
-
-
-def check_detector(detector: str) -> None:
-    from workers.detector_names import detector_problem
-
-    problem = detector_problem(detector)
-    if problem is not None:
-        raise PipelineError(problem)
-
-
-def check_options(options: JobOptions) -> None:
-    """Refuse, before any job is recorded, an unknown or uninstalled model or detector."""
-    check_model(options.model)
-    check_detector(options.detector)
-
-
-def allowed_roots(paths: Sequence[str]) -> list[str]:
-    """The folders a job may read: each folder given, and the folder of each file given."""
-    roots = []
-    for path in paths:
-        absolute = os.path.abspath(path)
-        roots.append(absolute if os.path.isdir(absolute) else os.path.dirname(absolute))
-    return roots
-
-
-def files_and_options(paths: Sequence[str], options: JobOptions) -> tuple[Found, JobOptions]:
-    """The files to annotate under ``paths`` and the job's options (the folders given as its allowed roots),
-    checked: errors stop here, before any job is recorded."""
-    if options.retry_failed and not options.incremental:
-        raise PipelineError("--retry-failed is for incremental runs; --reannotate already does everything again")
-    found = find_files(paths, options)
-    options = replace(options, allowed_roots=tuple(allowed_roots(paths)))
-    check_options(options)
-    return found, options
-
-
-def start_job(engine: Engine, found: Found, options: JobOptions, schedule_id: int | None = None):
-    """Record the job (a full pass, or an incremental run of what changed), by a schedule when ``schedule_id``
-    is given; returns the PreparedJob."""
-    from db.incremental import STALE_RUN_HOURS
-    from db.overlap import RunStillGoing
-    from workers.submission import Listing, NoImages, prepare_job
-
-    listing = Listing(len(found.skipped), found.unlisted)
-    try:
-        job = prepare_job(engine, [os.path.abspath(p) for p in found.paths], found.files, options,
-                          schedule_id=schedule_id, listing=listing)
-    except NoImages:
-        unlisted = "".join(f"; {path}: {reason}" for path, reason in found.unlisted)
-        raise PipelineError(f"no images found in {', '.join(found.paths)} (extensions: {found.ext}){unlisted}") from None
-    except RunStillGoing as error:
-        raise NotStarted(
-            f"not started: job {error.job_id} over {', '.join(error.roots)} is still running, and this run's folders "
-            f"overlap it (a job counts as running until {STALE_RUN_HOURS:g} h without progress). If its process died, "
-            f"end it with `fer cancel {error.job_id}` or finish it with `fer retry {error.job_id} --local`.",
-            error.job_id, error.roots,
-        ) from None
-    return job
+from workers.queue.broker import refused_reason, workers_answering
+from workers.queue.broker_url import shown
 
 
 @contextmanager
@@ -152,32 +64,29 @@ def interrupts_held() -> Iterator[None]:
 
 def interrupted(engine: Engine, job_id: int, resume_command: str) -> Interrupted:
     """Mark the job interrupted unless it has already ended (finished, or failed with its reason); the error to raise."""
-    from db.writes import mark_job
-
     with interrupts_held():
         mark_job(engine, job_id, "interrupted", "interrupted (Ctrl-C or SIGTERM)", if_unfinished=True)
     return Interrupted(f"interrupted; job {job_id} keeps what was finished; finish it with `{resume_command}`")
 
 
-def process_here(database_url: str, job_id: int, ids: list[int], options: JobOptions, processes: int,
+def run_job_here(database_url: str, job_id: int, ids: list[int], options: JobOptions, processes: int,
                  progress: RunProgress, resume_command: str | None = None):
     """Run the images' chunks in local processes; returns the StageSeconds.
 
     Ctrl-C or SIGTERM marks the job interrupted; any other error marks it failed with the reason, in one
     line. The detection processes ignore Ctrl-C (a terminal sends it to all of them): this process stops them.
     """
-    from workers.chunking import chunked
-    from workers.chunks import failure_reason
-    from workers.local import run_locally
-    from db.writes import mark_job
+    # OpenCV and NumPy load only in the calls that run chunks here.
+    from workers.chunks.local import run_chunks
+    from workers.chunks.work import failure_reason
 
     engine = engine_for(database_url)
     resume_command = resume_command or f"fer retry {job_id} --local"
-    chunks = chunked(ids, options.chunk_size)
+    chunks = options.chunks_of(ids)
     try:
         with sigterm_as_interrupt():
             progress.start(len(ids), f"job {job_id}: loading model {options.model} and detector {options.detector} ...")
-            return run_locally(database_url, job_id, chunks, options, min(processes, len(ids)),
+            return run_chunks(database_url, job_id, chunks, options, min(processes, len(ids)),
                                on_chunk_done=lambda images: progress.advance(images, f"job {job_id}"))
     except KeyboardInterrupt:
         raise interrupted(engine, job_id, resume_command) from None
@@ -192,8 +101,7 @@ def process_here(database_url: str, job_id: int, ids: list[int], options: JobOpt
 def queue_job(engine: Engine, broker_url: str, job_id: int, ids: list[int], options: JobOptions) -> None:
     """Queue the images in chunks on the broker, for this database. Ctrl-C or SIGTERM part-way marks the job
     'interrupted'."""
-    from db.writes import mark_job
-    from workers.queueing import queue_chunks_for
+    from workers.queue.queueing import queue_chunks_for  # Celery loads only in the calls that queue
 
     try:
         with sigterm_as_interrupt():
@@ -208,17 +116,13 @@ def queue_job(engine: Engine, broker_url: str, job_id: int, ids: list[int], opti
 def annotate_folder(database_url: str, found: Found, options: JobOptions, processes: int,
                     progress: RunProgress) -> dict[str, Any]:
     """Annotate the files found, here and now; returns the job's summary with timings and the skipped entries."""
-    from db.reads import job_summary
-    from db.writes import finish_job_if_complete
-    from workers.stages import StageSeconds
-
     engine = engine_for(database_url)
     started = time.monotonic()
     job = start_job(engine, found, options)
     stage_seconds = StageSeconds()
     try:
         if job.image_ids:
-            stage_seconds = process_here(database_url, job.job_id, job.image_ids, options, processes, progress)
+            stage_seconds = run_job_here(database_url, job.job_id, job.image_ids, options, processes, progress)
         finish_job_if_complete(engine, job.job_id)
     except KeyboardInterrupt:  # between the steps: the job is recorded, so it ends as interrupted too
         raise interrupted(engine, job.job_id, f"fer retry {job.job_id} --local") from None
@@ -229,8 +133,8 @@ def annotate_folder(database_url: str, found: Found, options: JobOptions, proces
     return summary
 
 
-def submit_folder(engine: Engine, broker_url: str, found: Found, options: JobOptions):
-    """Record a job for the files found and queue it for workers; returns the PreparedJob (id, images queued)."""
+def submit_folder(engine: Engine, broker_url: str, found: Found, options: JobOptions) -> PreparedJob:
+    """Record a job for the files found and queue it for workers; returns it (id, images queued)."""
     job = start_job(engine, found, options)
     queue_job(engine, broker_url, job.job_id, job.image_ids, options)
     return job
@@ -238,10 +142,7 @@ def submit_folder(engine: Engine, broker_url: str, found: Found, options: JobOpt
 
 def retry_options(engine: Engine, job_id: int, changes: dict[str, Any]) -> JobOptions:
     """JOB's options, with some changed from now on (model, detector, min face, chunk size), checked first."""
-    from db.reads import job_options as stored_options
-    from db.writes import update_job_options
-
-    options = stored_options(engine, job_id)
+    options = stored_job_options(engine, job_id)
     if options is None:
         raise NoSuchJob(f"no job {job_id}")
     if changes.get("model"):
@@ -259,13 +160,11 @@ def retry_job(database_url: str, broker_url: str, job_id: int, options: JobOptio
     """Reopen JOB and process its pending images (with ``include_failed``, its failed ones too): here with
     ``local``, else queued for workers. ``announce(images)`` once the images to process are known; returns
     their number."""
-    from db.writes import reopen_job
-
     engine = engine_for(database_url)
     ids = reopen_job(engine, job_id, include_failed=include_failed)
     announce(len(ids))
     if ids and local:
-        process_here(database_url, job_id, ids, options, processes, progress, f"fer retry {job_id} --local")
+        run_job_here(database_url, job_id, ids, options, processes, progress, f"fer retry {job_id} --local")
     elif ids:
         queue_job(engine, broker_url, job_id, ids, options)
     return len(ids)
@@ -282,9 +181,6 @@ def follow_job(engine: Engine, broker_url: str, job_id: int, progress: FollowPro
     When nothing has moved for FER_NO_WORKER_SECONDS (30), warn once: that a worker connected to another
     database refused its tasks, or that no worker answers a ping on ``broker_url``.
     """
-    from db.reads import job_summary
-    from workers.broker import refused_reason, shown, workers_answering
-
     started = last_change = time.monotonic()
     warned = False
     completed = -1

@@ -11,14 +11,15 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from db.scopes import ModelChoice, Scope
-from workers.errors import NoSuchJob, PipelineError
+from db.reads import archive_summary, job_summary, latest_job_id, since_summary
+from db.scopes import ModelChoice, Scope, UnknownModel, archive_scope, choose_model, job_scope, runs_scope
+from fer_model.registry import ModelNotFound
+from workers.jobs.errors import NoSuchJob, PipelineError
+from workers.serving.classifier import model_identity
 
 
 def resolve_job(engine: Engine, job_id: int | None) -> int:
     """``job_id``, or the latest job when it is None."""
-    from db.reads import latest_job_id
-
     resolved = job_id if job_id is not None else latest_job_id(engine)
     if resolved is None:
         raise NoSuchJob("no jobs yet: run `fer annotate PATH` or `fer submit PATH`")
@@ -26,8 +27,6 @@ def resolve_job(engine: Engine, job_id: int | None) -> int:
 
 
 def job_summary_of(engine: Engine, job_id: int) -> dict[str, Any]:
-    from db.reads import job_summary
-
     summary = job_summary(engine, job_id)
     if summary is None:
         raise NoSuchJob(f"no job {job_id}")
@@ -36,9 +35,6 @@ def job_summary_of(engine: Engine, job_id: int) -> dict[str, Any]:
 
 def default_identity() -> tuple[str, str] | None:
     """(name, version) the default model is recorded under, or None when it cannot be read."""
-    from fer_model.registry import ModelNotFound
-    from workers.classifier import model_identity
-
     try:
         identity = model_identity("default")
     except (ModelNotFound, OSError):
@@ -48,8 +44,6 @@ def default_identity() -> tuple[str, str] | None:
 
 def model_choice(engine: Engine, wanted: str | None) -> ModelChoice:
     """The model version an --all or --since view shows: ``wanted``, else the default model (else the latest used)."""
-    from db.scopes import UnknownModel, choose_model
-
     try:
         return choose_model(engine, wanted, default_identity())
     except UnknownModel as error:
@@ -58,8 +52,6 @@ def model_choice(engine: Engine, wanted: str | None) -> ModelChoice:
 
 def job_model(engine: Engine, summary: dict[str, Any]) -> ModelChoice:
     """The model version a job ran with, as the whole-archive view after it shows."""
-    from db.scopes import choose_model
-
     model = summary.get("model") or {}
     identity = (model["name"], model["version"]) if model.get("name") and model.get("version") else None
     return choose_model(engine, None, identity or default_identity())
@@ -67,8 +59,6 @@ def job_model(engine: Engine, summary: dict[str, Any]) -> ModelChoice:
 
 def quiet_night_view(engine: Engine, summary: dict[str, Any]) -> dict[str, Any]:
     """The whole archive as the job's model sees it, with what the job (which changed nothing) found."""
-    from db.reads import archive_summary
-
     archive = archive_summary(engine, job_model(engine, summary))
     archive["latest_run"] = {key: summary[key] for key in ("job", "status", "changes")}
     return archive
@@ -88,9 +78,6 @@ def report_view(engine: Engine, job_id: int | None = None, since: dt.datetime | 
     """The summary and scope of a report: of ``job_id``, of the runs started since ``since``, or of the whole
     archive (the last two as ``model`` sees them: NAME or NAME@VERSION, default the default model). With none
     of the three, the latest job's; when that run changed nothing, the whole archive as its model sees it."""
-    from db.reads import archive_summary, since_summary
-    from db.scopes import archive_scope, job_scope, runs_scope
-
     if sum((job_id is not None, since is not None, whole_archive)) > 1:
         raise PipelineError("a report covers one job, the runs since a date, or the whole archive: give one of them")
     if model and since is None and not whole_archive:

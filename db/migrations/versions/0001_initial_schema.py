@@ -8,8 +8,20 @@ Create Date: 2026-11-24
 from alembic import op
 import sqlalchemy as sa
 
-from db.models import FACE_ANNOTATIONS_VIEW
-
+# The view as this revision creates it (frozen here: the models' current definition may differ).
+FACE_ANNOTATIONS_VIEW = """
+CREATE VIEW face_annotations AS
+SELECT images.path AS path, images.job_id AS job_id, faces.face_index AS face_index,
+       faces.x AS x, faces.y AS y, faces.w AS w, faces.h AS h,
+       faces.label AS label, faces.confidence AS confidence,
+       faces.p_angry AS p_angry, faces.p_disgust AS p_disgust, faces.p_fear AS p_fear,
+       faces.p_happy AS p_happy, faces.p_neutral AS p_neutral, faces.p_sad AS p_sad,
+       faces.p_surprise AS p_surprise,
+       models.name AS model, models.version AS model_version
+FROM faces
+JOIN images ON images.id = faces.image_id
+JOIN models ON models.id = faces.model_id
+"""
 
 revision = '0001'
 down_revision = None

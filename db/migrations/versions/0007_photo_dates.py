@@ -11,11 +11,11 @@ Create Date: 2026-12-01
 """
 
 import datetime as dt
+import warnings
 
 from alembic import op
 import sqlalchemy as sa
-
-from reports.photo_dates import exif_date
+from PIL import Image
 
 revision = '0007'
 down_revision = '0006'
@@ -23,6 +23,34 @@ branch_labels = None
 depends_on = None
 
 BATCH = 5000
+
+# How this revision reads a photo's date (frozen here: the workers' reader may change).
+EXIF_IFD = 0x8769
+DATE_TIME_ORIGINAL = 0x9003
+DATE_TIME_DIGITIZED = 0x9004
+EXIF_DATE_FORMAT = "%Y:%m:%d %H:%M:%S"
+
+
+def exif_date(path: str) -> dt.datetime | None:
+    """The EXIF capture date of the file at ``path`` (naive, camera local time), or None: no usable EXIF date, or
+    the file is unreadable."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # huge headers and odd EXIF blocks only warn
+            with Image.open(path) as image:
+                exif = image.getexif().get_ifd(EXIF_IFD)
+    except Exception:  # Pillow raises many types on damaged files; a date is optional here
+        return None
+    for tag in (DATE_TIME_ORIGINAL, DATE_TIME_DIGITIZED):
+        value = exif.get(tag)
+        if isinstance(value, bytes):
+            value = value.decode("ascii", "replace")
+        if isinstance(value, str):
+            try:
+                return dt.datetime.strptime(value.strip("\x00 ")[:19], EXIF_DATE_FORMAT)
+            except ValueError:
+                continue  # "0000:00:00 00:00:00" and other placeholders cameras write
+    return None
 
 
 def upgrade() -> None:

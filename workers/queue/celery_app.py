@@ -13,7 +13,7 @@ from celery import Celery
 from celery.signals import worker_init, worker_process_init
 from celery.utils.log import get_task_logger
 
-from workers.broker import DEFAULT_BROKER_URL
+from workers.queue.broker_url import DEFAULT_BROKER_URL
 
 # A chunk runs for seconds to minutes; a message unacknowledged for longer is redelivered
 # (to another worker, when the one holding it died). Tasks are idempotent, so an early
@@ -37,7 +37,11 @@ class WorkerSettings:
 settings = WorkerSettings()
 
 
-app = Celery("fer_pipeline", include=["workers.tasks"])
+# The tasks by name: messages and beat's schedule name them, so these stay as they are whatever module holds them.
+ANNOTATE_CHUNK_TASK = "fer.annotate_chunk"
+RUN_SCHEDULES_TASK = "fer.run_schedules"
+
+app = Celery("fer_pipeline", include=["workers.queue.tasks"])
 app.conf.update(
     broker_url=DEFAULT_BROKER_URL,
     task_serializer="json",
@@ -54,7 +58,7 @@ app.conf.update(
     enable_utc=True,
     beat_schedule={
         "start-due-schedules": {
-            "task": "fer.run_schedules",
+            "task": RUN_SCHEDULES_TASK,
             "schedule": SCHEDULE_POLL_SECONDS,
             "options": {"expires": SCHEDULE_POLL_SECONDS},  # a backlog of checks is useless
         },
@@ -82,7 +86,7 @@ def start_worker(broker_url: str, database_url: str, concurrency: int, pool: str
 
 
 def start_beat(broker_url: str, schedule_file: str, loglevel: str) -> None:
-    """Run Celery beat in this process until it is stopped: it queues `fer.run_schedules` every
+    """Run Celery beat in this process until it is stopped: it queues RUN_SCHEDULES_TASK every
     SCHEDULE_POLL_SECONDS."""
     configure(broker_url)
     app.start(["beat", f"--loglevel={loglevel}", f"--schedule={schedule_file}"])
@@ -92,6 +96,6 @@ def start_beat(broker_url: str, schedule_file: str, loglevel: str) -> None:
 @worker_process_init.connect
 def _init_worker_process(**_: object) -> None:
     """Per-process state of every pool process (and of the worker itself, for the solo and threads pools)."""
-    from workers.chunks import init_process
+    from workers.chunks.work import init_process  # OpenCV loads in workers only, not where chunks are queued
 
     init_process()

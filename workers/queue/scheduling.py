@@ -11,9 +11,9 @@ from sqlalchemy import Engine
 
 from db.models import utcnow
 from db.schedules import claim_run, due_today, list_schedules, record_run, release_claim
-from workers.options import JobOptions
-from workers.errors import NotStarted, PipelineError
-from workers.pipeline import find_files, start_job
+from workers.jobs.errors import NotStarted, PipelineError
+from workers.jobs.options import JobOptions
+from workers.jobs.starting import find_files, start_job
 
 log = logging.getLogger(__name__)
 

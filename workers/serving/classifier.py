@@ -4,25 +4,23 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING
 
 from db.records import ModelIdentity
 from fer_model.classes import CLASSES
+from fer_model.files import file_sha256
+from fer_model.registry import load_model, resolve_model
+from workers.serving.devices import Device, batch_size_for, configure_devices, describe, visible_gpus
 
 if TYPE_CHECKING:
     import numpy as np
-
-    from workers.devices import Device
 
 logger = logging.getLogger("fer.worker")
 
 
 def _identity_of(ref) -> ModelIdentity:
-    from fer_model.files import file_sha256
-
     digest = ref.card.model_sha256 if ref.card and ref.card.model_sha256 else file_sha256(ref.path)
     return ModelIdentity(name=ref.name, version=digest[:12], file_sha256=digest, metrics=(ref.card.metrics if ref.card else {}))
 
@@ -30,8 +28,6 @@ def _identity_of(ref) -> ModelIdentity:
 @cache
 def model_identity(model_name: str) -> ModelIdentity:
     """The name and version a model would be recorded under, without loading it (no TensorFlow)."""
-    from fer_model.registry import resolve_model
-
     return _identity_of(resolve_model(model_name))
 
 
@@ -57,17 +53,7 @@ def backend_for() -> str:
     forced = requested_backend()
     if forced != "auto":
         return forced
-    from workers.devices import visible_gpus
-
     return "keras" if visible_gpus() else "onnx"
-
-
-def batch_size_of(backend: str, devices: Sequence[Device]) -> int:
-    """Faces per model call: ``FER_BATCH_SIZE`` when set, else the size that suits the backend and device."""
-    from workers.devices import batch_size_for
-    from workers.onnx_classifier import BATCH_SIZE as ONNX_BATCH_SIZE
-
-    return batch_size_for([], ONNX_BATCH_SIZE) if backend == "onnx" else batch_size_for(devices)
 
 
 @dataclass(frozen=True)
@@ -82,11 +68,9 @@ class ServingPlan:
 def serving_plan() -> ServingPlan:
     """The backend (`backend_for`), the device and the batch size a worker's classifier will use here; ValueError
     for an unknown FER_CLASSIFIER_BACKEND."""
-    from workers.devices import describe, visible_gpus
-
     backend = backend_for()
     gpus = visible_gpus() if backend == "keras" else []
-    return ServingPlan(backend, describe(gpus) if gpus else "CPU", batch_size_of(backend, gpus))
+    return ServingPlan(backend, describe(gpus) if gpus else "CPU", batch_size_for(backend, gpus))
 
 
 class EmotionClassifier:
@@ -100,14 +84,12 @@ class EmotionClassifier:
     """
 
     def __init__(self, model_name: str, backend: str = "keras"):
-        from fer_model.registry import load_model, resolve_model
-        from workers.devices import Device, configure_devices, describe
-
         ref = resolve_model(model_name)
         self.identity = model_identity(model_name)
         self.model = None
         if backend == "onnx":
-            from workers.onnx_classifier import OnnxEmotionModel, UnsupportedModel
+            # NumPy, OpenCV and ONNX Runtime load only where a model is served (recording a run needs its identity).
+            from workers.serving.onnx_classifier import OnnxEmotionModel, UnsupportedModel
 
             try:
                 self.model = OnnxEmotionModel(ref.path)
@@ -117,22 +99,22 @@ class EmotionClassifier:
                     raise
                 logger.info("model %s served by Keras: %s", self.identity.name, reason)
         if self.model is None:
-            from fer_model.inference import folded_for_inference
+            from fer_model.inference import folded_for_inference  # Keras loads only where it serves the model
 
             self.devices = configure_devices()
             self.model = folded_for_inference(load_model(ref))
             self.backend = "keras"
-        self.batch_size = batch_size_of(self.backend, self.devices)
+        self.batch_size = batch_size_for(self.backend, self.devices)
         logger.info("model %s %s on %s (%s), batches of %d faces", self.identity.name, self.identity.version,
                     describe(self.devices), self.backend, self.batch_size)
 
     def predict(self, faces: list[np.ndarray]) -> np.ndarray:
         """(N, 7) probabilities for gray face crops of any size, in CLASSES order."""
-        import numpy as np
+        import numpy as np  # as in predict_faces
 
         if not faces:
             return np.zeros((0, len(CLASSES)), dtype=np.float32)
-        from fer_model.faces import stack_faces
+        from fer_model.faces import stack_faces  # OpenCV loads only where faces are classified
 
         return self.predict_faces(stack_faces(faces))
 

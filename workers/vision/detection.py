@@ -17,7 +17,9 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from workers.detector_names import DEFAULT_DETECTOR, detector_problem
+from workers.vision.detector_names import DEFAULT_DETECTOR, detector_problem
+from workers.vision.face_proposals import group_windows, raw_windows, truncated_cascade
+from workers.vision.face_verifier import VERIFIER_FILE, FaceVerifier
 
 
 @dataclass(frozen=True)
@@ -130,16 +132,13 @@ class VerifiedHaarDetector:
     PROPOSAL_STAGES stages only, so a face still yields windows where the full cascade's
     coarse scan has none, and every group of windows is a candidate, however small. A
     candidate's score adds the verifier's log-odds that it is a face
-    (``workers.face_verifier``), SCORE_WINDOWS times the log of its window count, and its best
+    (``workers.vision.face_verifier``), SCORE_WINDOWS times the log of its window count, and its best
     last-stage sum; those scoring ``threshold`` or more are faces, and of candidates on the
     same face (each one's centre inside the other, sizes within 2x) only the best is kept.
     """
 
     def __init__(self, name: str, threshold: float, detect_side: int = 640, min_face: int = 20,
                  verifier_file: str | Path | None = None):
-        from workers.face_proposals import truncated_cascade
-        from workers.face_verifier import VERIFIER_FILE, FaceVerifier
-
         self.name = name
         self.window = 24
         self.threshold = threshold
@@ -152,8 +151,6 @@ class VerifiedHaarDetector:
         self.verifier = FaceVerifier(verifier_file or VERIFIER_FILE)
 
     def detect(self, gray: np.ndarray, min_face_size: float = 0.0) -> list[Detection]:
-        from workers.face_proposals import group_windows, raw_windows
-
         scale = detection_scale(gray.shape, self.detect_side, self.window, min_face_size)
         if min(gray.shape[:2]) * scale < self.window:
             return []
@@ -192,7 +189,7 @@ class MtcnnDetector:
 
     def __init__(self, detect_side: int = 640, min_confidence: float = 0.9):
         try:
-            from mtcnn import MTCNN
+            from mtcnn import MTCNN  # an optional package: only this detector needs it
         except ImportError:
             raise UnknownDetector("detector 'mtcnn' needs the mtcnn package: pip install mtcnn") from None
         self.name = "mtcnn"

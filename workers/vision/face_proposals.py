@@ -3,7 +3,7 @@
 The full frontal cascade, scanned two pixels apart, misses some faces that a one-pixel scan
 finds: no window lands where all 25 stages pass. Its first stages still pass near every face
 at the coarse scan, so the cascade cut to those stages proposes candidates cheaply, and a
-verifier (``workers.face_verifier``) decides which are faces.
+verifier (``workers.vision.face_verifier``) decides which are faces.
 """
 
 from __future__ import annotations

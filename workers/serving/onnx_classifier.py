@@ -20,15 +20,14 @@ import cv2
 import numpy as np
 
 from fer_model.files import file_sha256
+from fer_model.registry import ModelRef, load_model
 from fer_model.served_graph import INPUT, SOURCE_SHA256, UnsupportedModel, onnx_path_for
+from workers.serving.devices import ONNX_BATCH_SIZE
 
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
 
-__all__ = ["BATCH_SIZE", "OnnxEmotionModel", "UnsupportedModel"]
-
-# Measured on one thread: about 0.5 ms of CPU a face for the seed net in batches of 16-256, fastest at 64.
-BATCH_SIZE = 64
+__all__ = ["OnnxEmotionModel", "UnsupportedModel"]
 
 
 class OnnxEmotionModel:
@@ -43,7 +42,7 @@ class OnnxEmotionModel:
         except Exception as error:  # ONNX Runtime raises its own types for graphs it cannot run
             raise UnsupportedModel(f"ONNX Runtime cannot run the graph ({type(error).__name__}: {error})") from error
 
-    def predict_faces(self, faces: np.ndarray, batch_size: int = BATCH_SIZE) -> np.ndarray:
+    def predict_faces(self, faces: np.ndarray, batch_size: int = ONNX_BATCH_SIZE) -> np.ndarray:
         batch = np.ascontiguousarray(faces, dtype=np.uint8).reshape(len(faces), *faces.shape[1:3], 1)
         outputs = [self.session.run(None, {INPUT: batch[i : i + batch_size]})[0] for i in range(0, len(batch), batch_size)]
         return np.concatenate(outputs).astype(np.float64) if outputs else np.zeros((0, 7))
@@ -53,7 +52,7 @@ def _graph_for(model_file: Path) -> bytes:
     """The serialised graph saved beside ``model_file`` when it matches the file, else one exported now."""
     saved = onnx_path_for(model_file)
     if saved.is_file() and model_file.is_file():
-        import onnx
+        import onnx  # the ONNX package loads only to check a saved graph
 
         try:
             graph = onnx.load_model(saved)
@@ -62,8 +61,7 @@ def _graph_for(model_file: Path) -> bytes:
                 return graph.SerializeToString()
         except Exception:  # a damaged graph file: export from the .keras file instead
             pass
-    from fer_model.onnx_export import export_onnx
-    from fer_model.registry import ModelRef, load_model
+    from fer_model.onnx_export import export_onnx  # Keras loads only for a file without a matching graph
 
     model = load_model(ModelRef(path=model_file, card=None))  # ModelNotFound for a damaged or foreign file
     try:
@@ -75,7 +73,7 @@ def _graph_for(model_file: Path) -> bytes:
 
 
 def _session(graph: bytes, threads: int) -> InferenceSession:
-    import onnxruntime
+    import onnxruntime  # ONNX Runtime loads only where a session starts
 
     onnxruntime.set_default_logger_severity(3)  # errors only: no warnings on stderr
     options = onnxruntime.SessionOptions()

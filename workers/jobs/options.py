@@ -8,10 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from workers.chunking import DEFAULT_CHUNK_SIZE
-from workers.detector_names import DEFAULT_DETECTOR
-from workers.discovery import DEFAULT_EXTENSIONS
-from workers.min_face import MIN_FACE_SIZE, MinFace, parse_min_face
+from workers.jobs.discovery import DEFAULT_EXTENSIONS
+from workers.vision.detector_names import DEFAULT_DETECTOR
+from workers.vision.min_face import MIN_FACE_SIZE, MinFace, parse_min_face
+
+DEFAULT_CHUNK_SIZE = 32  # images per chunk task
 
 
 @dataclass(frozen=True)
@@ -53,3 +54,7 @@ class JobOptions:
         if self.retry_failed:
             data["retry_failed"] = True
         return {**data, **self.extra}
+
+    def chunks_of(self, image_ids: list[int]) -> list[list[int]]:
+        """``image_ids`` split into chunks of ``chunk_size`` (the last one shorter)."""
+        return [image_ids[i : i + self.chunk_size] for i in range(0, len(image_ids), self.chunk_size)]

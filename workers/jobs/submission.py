@@ -16,8 +16,8 @@ from db.incremental import FileState, RunPlan, model_id_for, plan_run
 from db.overlap import RunStillGoing, overlapping_run
 from db.reads import image_ids
 from db.writes import Listing, create_planned_job, finish_job_if_complete
-from workers.classifier import model_identity
-from workers.options import JobOptions
+from workers.jobs.options import JobOptions
+from workers.serving.classifier import model_identity
 
 
 class NoImages(Exception):

@@ -20,7 +20,7 @@ def _key(database_id: str, job_id: int) -> str:
 
 
 def _client(broker_url: str):
-    import redis
+    import redis  # redis-py loads only where a note is written or read
 
     if not broker_url.startswith(("redis://", "rediss://", "unix://")):
         return None

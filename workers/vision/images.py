@@ -16,11 +16,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from reports.photo_dates import exif_date_of
-
 # Pillow itself refuses images above twice its MAX_IMAGE_PIXELS (about 179 megapixels).
 DEFAULT_MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS
 EXIF_ORIENTATION = 0x0112
+EXIF_IFD = 0x8769
+DATE_TIME_ORIGINAL = 0x9003
+DATE_TIME_DIGITIZED = 0x9004
+EXIF_DATE_FORMAT = "%Y:%m:%d %H:%M:%S"
 
 
 class ImageReadError(Exception):
@@ -137,3 +139,23 @@ def on_white(image: Image.Image) -> Image.Image:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba)
     return image
+
+
+def exif_date_of(image: Image.Image) -> dt.datetime | None:
+    """The EXIF capture date of an open image (naive, camera local time), or None: no usable EXIF date."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # odd EXIF blocks only warn; we want the date or nothing
+            exif = image.getexif().get_ifd(EXIF_IFD)
+    except Exception:  # Pillow raises many types on damaged EXIF blocks; a date is optional here
+        return None
+    for tag in (DATE_TIME_ORIGINAL, DATE_TIME_DIGITIZED):
+        value = exif.get(tag)
+        if isinstance(value, bytes):
+            value = value.decode("ascii", "replace")
+        if isinstance(value, str):
+            try:
+                return dt.datetime.strptime(value.strip("\x00 ")[:19], EXIF_DATE_FORMAT)
+            except ValueError:
+                continue  # "0000:00:00 00:00:00" and other placeholders cameras write
+    return None

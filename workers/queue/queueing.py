@@ -1,4 +1,7 @@
-"""Sending a job's chunks to the broker as `fer.annotate_chunk` tasks, and taking them back when it is cancelled."""
+"""Sending a job's chunks to the broker as ANNOTATE_CHUNK_TASK messages, and taking them back when it is cancelled.
+
+Messages name the task (`workers.queue.celery_app`): queueing needs the app, not the task's code.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,15 @@ from collections.abc import Callable
 from typing import Any
 
 from celery.signals import before_task_publish
+from kombu.exceptions import OperationalError
+from kombu.utils.url import maybe_sanitize_url
+from redis.exceptions import RedisError
 from sqlalchemy import Engine
 
-from workers.chunking import chunked
-from workers.options import JobOptions
+from db.reads import database_identity
+from db.writes import update_job_options
+from workers.jobs.options import JobOptions
+from workers.queue.celery_app import ANNOTATE_CHUNK_TASK, app
 
 # The message header that names a chunk's job, as "<database identity>:<job id>".
 JOB_HEADER = "fer_job"
@@ -56,21 +64,18 @@ def queue_chunks(job_id: int, image_ids: list[int], options: JobOptions, databas
                  broker_url: str | None = None) -> None:
     """Queue a job's images on ``broker_url`` (default: the app's) as chunk tasks of ``options.chunk_size`` images,
     for the database ``database_id``."""
-    from workers.celery_app import app
-    from workers.tasks import annotate_chunk
-
     message = options.to_dict()  # task messages are JSON
     # An explicit connection to the broker given, not one cached by an earlier call in this process.
     with app.connection_for_write(broker_url) as connection:
-        for chunk in chunked(image_ids, options.chunk_size):
-            annotate_chunk.apply_async(args=[job_id, chunk, message], kwargs={"database_id": database_id},
-                                       headers={JOB_HEADER: job_tag(job_id, database_id)}, connection=connection)
+        for chunk in options.chunks_of(image_ids):
+            app.send_task(ANNOTATE_CHUNK_TASK, args=[job_id, chunk, message], kwargs={"database_id": database_id},
+                          headers={JOB_HEADER: job_tag(job_id, database_id)}, connection=connection)
 
 
 @before_task_publish.connect
 def _short_arguments_repr(sender: str | None = None, headers: dict | None = None, body: Any = None, **_: Any) -> None:
     """A chunk message names its job and image count instead of repeating its arguments in ``argsrepr``."""
-    if sender != "fer.annotate_chunk" or headers is None:
+    if sender != ANNOTATE_CHUNK_TASK or headers is None:
         return
     try:
         job_id, ids = body[0][0], body[0][1]
@@ -83,9 +88,6 @@ def _short_arguments_repr(sender: str | None = None, headers: dict | None = None
 def queue_chunks_for(engine: Engine, broker_url: str | None = None) -> Callable[[int, list[int], JobOptions], None]:
     """``queue_chunks`` on ``broker_url``, bound to the identity of the database ``engine`` writes to; the job is
     marked as queued first (`fer cancel` then knows to take its messages back from the broker)."""
-    from db.reads import database_identity
-    from db.writes import update_job_options
-
     database_id = database_identity(engine)
 
     def queue(job_id: int, image_ids: list[int], options: JobOptions) -> None:
@@ -99,12 +101,6 @@ def remove_queued_chunks(job_id: int, database_id: str | None, broker_url: str |
     """Take the job's chunk messages that no worker has fetched yet out of the queue of ``broker_url`` (default:
     the app's); returns how many (None: the broker is not Redis, whose queues cannot be edited; workers drop such
     chunks as they reach them). Raises BrokerUnreachable."""
-    from kombu.exceptions import OperationalError
-    from kombu.utils.url import maybe_sanitize_url
-    from redis.exceptions import RedisError
-
-    from workers.celery_app import app
-
     try:
         with app.connection_for_write(broker_url) as connection:
             connection.ensure_connection(max_retries=1, timeout=5)

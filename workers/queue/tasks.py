@@ -1,4 +1,4 @@
-"""The Celery tasks: thin wrappers around the chunk work (`workers.chunks`) and the scheduler."""
+"""The Celery tasks: thin wrappers around the chunk work (`workers.chunks.work`) and the scheduler."""
 
 from __future__ import annotations
 
@@ -10,8 +10,12 @@ from celery.utils.log import get_task_logger
 from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 
 from db.session import engine_for
-from workers.celery_app import app, worker_database_url
-from workers.options import JobOptions
+from workers.chunks.work import WrongDatabase, check_database, fail_job, process_chunk
+from workers.jobs.options import JobOptions
+from workers.queue.celery_app import ANNOTATE_CHUNK_TASK, RUN_SCHEDULES_TASK, app, worker_database_url
+from workers.queue.queueing import queue_chunks_for
+from workers.queue.refusals import note_refusal
+from workers.queue.scheduling import start_due_runs
 
 log = get_task_logger(__name__)
 
@@ -27,7 +31,7 @@ REFUSED_TASK_PAUSE = float(os.environ.get("FER_REFUSED_TASK_PAUSE", "5"))
 
 @app.task(
     bind=True,
-    name="fer.annotate_chunk",
+    name=ANNOTATE_CHUNK_TASK,
     autoretry_for=TRANSIENT_ERRORS,
     retry_backoff=True,
     retry_backoff_max=60,
@@ -37,9 +41,6 @@ def annotate_chunk(self, job_id: int, image_ids: list[int], options: dict, datab
     """Annotate a chunk. ``database_id`` is the identity of the database the job was recorded in: a worker
     connected to another database refuses the task (logged as an error, nothing written) and puts the chunk
     back in the queue for a worker on that database, with a note on the broker that `fer status` reads."""
-    from workers.chunks import WrongDatabase, check_database, fail_job, process_chunk
-    from workers.refusals import note_refusal
-
     url = worker_database_url()
     engine = engine_for(url)
     try:
@@ -59,11 +60,8 @@ def annotate_chunk(self, job_id: int, image_ids: list[int], options: dict, datab
         raise
 
 
-@app.task(name="fer.run_schedules", autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, max_retries=5)
+@app.task(name=RUN_SCHEDULES_TASK, autoretry_for=(OperationalError, InterfaceError), retry_backoff=True, max_retries=5)
 def run_schedules() -> list:
     """Start the incremental runs whose schedule is due; their chunks go to the queue like a `fer submit`."""
-    from workers.queueing import queue_chunks_for
-    from workers.scheduling import start_due_runs
-
     engine = engine_for(worker_database_url())
     return start_due_runs(engine, queue_chunks_for(engine, app.conf.broker_url))

@@ -1,7 +1,7 @@
 """The face verifier: a small CNN, trained by this project, that scores candidate boxes as faces.
 
 Its `.keras` file (``fer_model/verifiers/face-verifier``, trained by
-``python -m fer_model.verifier_training``) is served by the same ONNX Runtime translation as
+``python -m workers.vision.verifier_training``) is served by the same ONNX Runtime translation as
 the emotion model: no TensorFlow in the detection processes, nothing downloaded.
 """
 
@@ -13,8 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from workers.serving.onnx_classifier import OnnxEmotionModel
+
 CROP = 24  # the verifier's input: each candidate box at the cascade's window size
-VERIFIER_FILE = Path(__file__).resolve().parents[1] / "fer_model" / "verifiers" / "face-verifier" / "model.keras"
+VERIFIER_FILE = Path(__file__).resolve().parents[2] / "fer_model" / "verifiers" / "face-verifier" / "model.keras"
 
 
 def crop_box(gray: np.ndarray, x: float, y: float, w: float, h: float) -> np.ndarray | None:
@@ -29,8 +31,6 @@ class FaceVerifier:
     """Face probabilities for boxes in a gray image."""
 
     def __init__(self, model_file: str | Path = VERIFIER_FILE):
-        from workers.onnx_classifier import OnnxEmotionModel
-
         self.model = OnnxEmotionModel(model_file, threads=1)
 
     def face_probabilities(self, gray: np.ndarray, boxes: Sequence[tuple[float, float, float, float]]) -> np.ndarray:

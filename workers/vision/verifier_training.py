@@ -1,12 +1,12 @@
 """Train the face verifier: a small CNN that tells a face candidate from a false one.
 
-    python -m fer_model.verifier_training --fer2013 ../shared/data/fer2013 --photos ../shared/data/photos \\
+    python -m workers.vision.verifier_training --fer2013 ../shared/data/fer2013 --photos ../shared/data/photos \\
         --out fer_model/verifiers/face-verifier
 
 Faces: FER2013 faces (their 48x48 framing is the Haar box's: on 600 training faces the
 cascade's box is a median 0.98 of the image, centred), each cut a little smaller at a random
 place and mirrored at random; and, from ordinary photos at several scales, the candidates
-that the shortened cascade proposes (``workers.face_proposals``, the detector's own
+that the shortened cascade proposes (``workers.vision.face_proposals``, the detector's own
 settings) where they frame a face that the full cascade finds with fer's strict setting.
 Non-faces: the other candidates and random windows of those photos, away from their faces
 (a part of a face, or a face with much around it, is a non-face), and windows of 30-50% of a
@@ -28,7 +28,9 @@ import cv2
 import numpy as np
 
 from fer_model.files import write_atomically
-from workers.face_verifier import CROP, crop_box
+from workers.vision.detection import PROPOSAL_CASCADE, PROPOSAL_SCALE_FACTOR, PROPOSAL_STAGES
+from workers.vision.face_proposals import group_windows, raw_windows, truncated_cascade
+from workers.vision.face_verifier import CROP, VERIFIER_FILE, crop_box
 
 SCALES = (0.35, 0.45, 0.6, 0.8, 1.0, 1.5)  # photo scales the examples are mined at: faces of about 40-180 px
 RANDOM_WINDOWS = 4  # per photo and scale, beside the cascade's candidates
@@ -77,9 +79,6 @@ def photo_crops(photos: list[Path], rng: np.random.Generator) -> tuple[np.ndarra
     frame a face found by the full cascade at fer's strict setting are faces; those and
     random windows away from every such face are non-faces; candidates in between are left out.
     """
-    from workers.detection import PROPOSAL_CASCADE, PROPOSAL_SCALE_FACTOR, PROPOSAL_STAGES
-    from workers.face_proposals import group_windows, raw_windows, truncated_cascade
-
     proposals = truncated_cascade(PROPOSAL_CASCADE, PROPOSAL_STAGES)
     full = cv2.CascadeClassifier(str(Path(cv2.data.haarcascades) / PROPOSAL_CASCADE))
     faces_out: list[np.ndarray] = []
@@ -129,6 +128,7 @@ def partial_face_crops(faces: np.ndarray, count: int, rng: np.random.Generator) 
 def build_model(filters: int = 8):
     """Three 3x3 convolutions (``filters``, twice and four times as many, each followed by 2x2 max pooling),
     ``filters`` x 4 dense units, face / not a face."""
+    # Keras, and TensorFlow under it, load only to build or train the verifier.
     import keras
 
     from fer_model.preprocessing import FaceMinMaxScaling
@@ -172,6 +172,7 @@ def _rates(model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 def train(fer2013: Path, photos_dir: Path, out: Path, epochs: int, seed: int, filters: int = 8) -> dict:
     """Fit the verifier and write ``out``/model.keras and its card; returns the card."""
+    # Keras, and TensorFlow under it, load only to build or train the verifier.
     import keras
 
     from fer_model.data import load_fer2013
@@ -200,7 +201,7 @@ def train(fer2013: Path, photos_dir: Path, out: Path, epochs: int, seed: int, fi
                  "non_faces": "shortened-cascade candidates and random windows of those photos away from their faces; "
                               "windows of 30-50% of a FER2013 Training face (one for every third face)",
                  "validation": f"the same from FER2013 PublicTest and the odd-numbered {len(validation_photos)} photos"},
-        "command": (f"python -m fer_model.verifier_training --fer2013 {fer2013} --photos {photos_dir} --out {out} "
+        "command": (f"python -m workers.vision.verifier_training --fer2013 {fer2013} --photos {photos_dir} --out {out} "
                     f"--epochs {epochs} --seed {seed} --filters {filters}"),
         "parameters": int(model.count_params()),
         "training": _rates(model, x, y),
@@ -219,7 +220,7 @@ def main() -> None:
     data = Path(os.environ.get("FER_DATA_DIR", "../shared/data"))
     parser.add_argument("--fer2013", type=Path, default=data / "fer2013")
     parser.add_argument("--photos", type=Path, default=data / "photos")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "verifiers" / "face-verifier")
+    parser.add_argument("--out", type=Path, default=VERIFIER_FILE.parent)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--filters", type=int, default=8, help="the first convolution's filters (then 2x, 4x)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Iterator, Sequence
 
+from fer_model.files import under_roots
+
 DEFAULT_EXTENSIONS = ("jpg", "jpeg", "png", "bmp", "gif", "tif", "tiff", "webp")
 
 
@@ -109,7 +111,7 @@ def _skipped_folder(path: str, follow_symlinks: bool, visited: set[str]) -> str 
     """Why a sub-folder is not walked (None: it is, or it is simply not descended into with --no-recursive)."""
     if os.path.islink(path):
         real = os.path.realpath(path)
-        if (os.path.realpath(os.path.dirname(path)) + os.sep).startswith(real.rstrip(os.sep) + os.sep):
+        if under_roots(os.path.realpath(os.path.dirname(path)), [real]):
             return LINK_LOOP
         if real in visited:
             return LINK_ALREADY_LISTED

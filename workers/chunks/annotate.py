@@ -13,17 +13,17 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+from PIL import Image
 
-from db.incremental import under_roots
 from db.records import FaceResult, ImageResult
 from fer_model.faces import stack_faces, to_face_array
-from fer_model.files import file_sha256
-from workers.classifier import EmotionClassifier
-from workers.cropping import face_crop
-from workers.detection import FaceDetector
-from workers.images import ImageReadError, LoadedImage, read_image, upright_size
-from workers.min_face import MIN_FACE_SIZE, MinFace, min_face_pixels
-from workers.stages import StageSeconds
+from fer_model.files import file_sha256, under_roots
+from workers.chunks.stages import StageSeconds
+from workers.serving.classifier import EmotionClassifier
+from workers.vision.cropping import face_crop
+from workers.vision.detection import FaceDetector
+from workers.vision.images import ImageReadError, LoadedImage, read_image, upright_size
+from workers.vision.min_face import MIN_FACE_SIZE, MinFace, min_face_pixels
 
 # Large JPEGs are decoded reduced: to no less than DECODE_SIDE pixels on the longer side, and
 # never so small that a face of the smallest size asked for drops below a detector's 20-px window.
@@ -33,8 +33,6 @@ DETECTOR_WINDOW = 20
 
 def _image_size(path: str | os.PathLike) -> tuple[int, int]:
     """The upright size from the header alone; (0, 0) when unreadable (decoding then reports why)."""
-    from PIL import Image
-
     try:
         with Image.open(path) as image:
             return upright_size(image)

@@ -9,23 +9,18 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from workers.errors import PipelineError
-
-DEFAULT_BROKER_URL = "redis://localhost:6379/0"
-
-
-def shown(broker_url: str) -> str:
-    """The broker URL with any password masked."""
-    from kombu.utils.url import maybe_sanitize_url
-
-    return maybe_sanitize_url(broker_url)
+from db.reads import database_identity
+from workers.jobs.errors import PipelineError
+from workers.queue.broker_url import shown
+from workers.queue.refusals import refusal, refusal_message
 
 
 def check_broker(broker_url: str) -> None:
     """Make sure the broker answers; PipelineError says what to do when it does not."""
+    # Celery and kombu load only in the calls that reach the broker.
     from kombu.exceptions import OperationalError as BrokerError
 
-    from workers.celery_app import app
+    from workers.queue.celery_app import app
 
     try:
         with app.connection_for_write(broker_url) as connection:
@@ -40,7 +35,7 @@ def check_broker(broker_url: str) -> None:
 
 def workers_answering(broker_url: str) -> bool | None:
     """Whether any Celery worker answers a ping on the broker (None: the broker cannot be reached)."""
-    from workers.celery_app import app
+    from workers.queue.celery_app import app  # Celery loads only in the calls that reach the broker
 
     try:
         with app.connection_for_write(broker_url) as connection:
@@ -52,8 +47,5 @@ def workers_answering(broker_url: str) -> bool | None:
 def refused_reason(engine: Engine, broker_url: str, job_id: int) -> str | None:
     """Why the workers do not take this job's tasks, when a worker connected to another database refused them
     (a note on the broker); None otherwise."""
-    from db.reads import database_identity
-    from workers.refusals import refusal, refusal_message
-
     note = refusal(broker_url, database_identity(engine), job_id)
     return refusal_message(note) if note else None

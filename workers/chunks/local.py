@@ -4,7 +4,7 @@ The processes read and detect (OpenCV, no TensorFlow); this process classifies e
 face and writes each chunk. The model loads once, in a background thread that starts
 once the processes exist, so it overlaps the first images' detection instead of
 delaying every process; on machines without a GPU it classifies on ONNX Runtime and
-never imports TensorFlow (`workers.classifier.backend_for`).
+never imports TensorFlow (`workers.serving.classifier.backend_for`).
 """
 
 from __future__ import annotations
@@ -16,20 +16,23 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 
+import numpy as np
+
 from db.session import engine_for
-from workers.annotate import DetectedImages, classify_detected
-from workers.stages import StageSeconds
-from workers.classifier import EmotionClassifier, backend_for, get_classifier
-from workers.options import JobOptions
-from workers.chunks import DetectedChunk, detect_chunk, init_process, one_opencv_thread, write_chunk
-from workers.stop_signals import CHECK_SECONDS, StopRequest, deferred_stop
+from db.writes import mark_running
+from workers.chunks.annotate import DetectedImages, classify_detected
+from workers.chunks.stages import StageSeconds
+from workers.chunks.stop_signals import CHECK_SECONDS, StopRequest, deferred_stop
+from workers.chunks.work import DetectedChunk, detect_chunk, init_process, one_opencv_thread, write_chunk
+from workers.jobs.options import JobOptions
+from workers.serving.classifier import EmotionClassifier, backend_for, get_classifier
 
 # Detection work is handed out in pieces of about 1/PIECES_PER_PROCESS of a process's
 # share, so the processes finish together even when a few large photos take seconds each.
 PIECES_PER_PROCESS = 16
 
 
-def run_locally(
+def run_chunks(
     database_url: str,
     job_id: int,
     chunks: Sequence[list[int]],
@@ -43,8 +46,6 @@ def run_locally(
     Returns the seconds spent per stage, summed over all processes. This process writes through its
     engine on ``database_url`` (`engine_for`); the detection processes make their own from the URL.
     """
-    from db.writes import mark_running
-
     seconds = StageSeconds()
     if not chunks:
         return seconds
@@ -55,7 +56,7 @@ def run_locally(
     for index, _ in pieces:
         left[index] += 1
     found: dict[int, list[DetectedChunk]] = {}
-    # Ctrl-C and SIGTERM are taken between steps (workers.stop_signals); the detection processes ignore Ctrl-C.
+    # Ctrl-C and SIGTERM are taken between steps (workers.chunks.stop_signals); the detection processes ignore Ctrl-C.
     with deferred_stop() as stop:
         pool = _detection_pool(processes)
         loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fer-model")
@@ -134,8 +135,6 @@ def split_into_pieces(chunks: Sequence[list[int]], processes: int) -> list[tuple
 
 def merge_pieces(pieces: list[DetectedChunk]) -> DetectedChunk | None:
     """One chunk from its detected pieces (in any order), or None when no piece had pending images."""
-    import numpy as np
-
     if not pieces:
         return None
     results, faces, owners = [], [], []

@@ -1,11 +1,14 @@
-"""The smallest face to look for: pixels (the default, 48: the classifier's input size) or a share of the photo.
+"""The smallest face to look for: pixels (48 by default) or a share of the photo.
 
 Kept free of heavy imports: the CLI parses `--min-face` with it at start-up.
 """
 
 from __future__ import annotations
 
-MIN_FACE_SIZE = 48  # the classifier's input size
+# Every model takes faces as FER2013's 48x48 crops (fer_model.faces) and resizes them to its own input inside
+# (40 to 48 px, by recipe). A face found smaller than 48 px is upscaled to 48x48, so it carries less detail
+# than the faces the models learned from: 48 px is the smallest face whose crop loses nothing.
+MIN_FACE_SIZE = 48
 MinFace = int | str  # pixels, or a share of the photo's shorter side such as "2%"
 # A relative smallest face never goes below the detector's reach.
 RELATIVE_MIN_FACE_FLOOR = 24

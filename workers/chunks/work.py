@@ -4,23 +4,26 @@ from __future__ import annotations
 
 import os
 import time
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any
 
+import cv2
 from sqlalchemy import Connection, Engine
 
 from db.incremental import model_id_for
-from db.reads import annotated_content, pending_paths
+from db.reads import annotated_content, database_identity, pending_paths
 from db.records import FaceResult, ImageResult
-from db.writes import ensure_model, mark_running, record_chunk
 from db.session import engine_for
+from db.writes import ensure_model, mark_job, mark_running, record_chunk
 from fer_model.classes import CLASSES
 from fer_model.files import file_sha256
-from workers.annotate import DetectedImages, PathPolicy, classify_detected, detect_images
-from workers.stages import StageSeconds
-from workers.classifier import get_classifier, model_identity
-from workers.detection import get_detector
-from workers.options import JobOptions
+from fer_model.registry import ModelNotFound
+from workers.chunks.annotate import DetectedImages, PathPolicy, classify_detected, detect_images
+from workers.chunks.stages import StageSeconds
+from workers.jobs.options import JobOptions
+from workers.serving.classifier import get_classifier, model_identity
+from workers.vision.detection import UnknownDetector, get_detector
 
 
 class WrongDatabase(Exception):
@@ -35,11 +38,6 @@ def path_policy(options: JobOptions) -> PathPolicy:
 
 def failure_reason(error: BaseException) -> str:
     """Why a run stopped, in one line: the message of errors written for people, else the error's type and message."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    from fer_model.registry import ModelNotFound
-    from workers.detection import UnknownDetector
-
     if isinstance(error, BrokenProcessPool):
         return "a worker process died (killed, or out of memory)"
     text = str(error).strip().splitlines()[0] if str(error).strip() else ""
@@ -50,8 +48,6 @@ def failure_reason(error: BaseException) -> str:
 
 def check_database(engine: Engine, expected: str | None) -> None:
     """Refuse a task queued for another database (a crossed deployment); tasks without an identity pass."""
-    from db.reads import database_identity
-
     if expected is None:
         return
     actual = database_identity(engine)
@@ -64,8 +60,6 @@ def check_database(engine: Engine, expected: str | None) -> None:
 
 def fail_job(database_url: str, job_id: int, error: Exception) -> None:
     """A chunk that cannot run (a detector missing on this worker, a damaged model) ends its job as failed, with why."""
-    from db.writes import mark_job
-
     mark_job(engine_for(database_url), job_id, "failed", failure_reason(error))
 
 
@@ -77,8 +71,6 @@ def init_process() -> None:
 
 def one_opencv_thread() -> None:
     """Workers scale by processes (one per core); OpenCV's own threads would make them fight over cores."""
-    import cv2
-
     cv2.setNumThreads(int(os.environ.get("FER_OPENCV_THREADS", "1")))
 
 
