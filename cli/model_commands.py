@@ -119,8 +119,8 @@ class RecipeOption(click.Option):
     type=click.Choice(["float32", "mixed_bfloat16"]),
     default="float32",
     show_default=True,
-    help="Compute precision while training; on CPUs with AVX-512 BF16, mixed_bfloat16 trains wide nets and "
-    "large batches up to 2.3x faster, but small nets at batch 32 slower: measure with bench/training_speed.py. "
+    help="Compute precision while training; mixed_bfloat16 trained up to 2.3x faster on a CPU with AVX-512 BF16 "
+    "and AMX, and 2x slower on one without (emulated): measure with bench/training_speed.py. "
     "The saved model computes in float32.",
 )
 @click.option(
