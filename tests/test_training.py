@@ -343,3 +343,13 @@ def test_a_bfloat16_run_saves_a_float32_model_and_resumes_only_in_bfloat16(tiny_
     assert json.loads((out / "run.json").read_text())["precision"] == "mixed_bfloat16"
     other = runner.invoke(fer, ["model", "train", "--data", str(tiny_data), "--out", str(out), "--epochs", "1", "--resume"])
     assert other.exit_code == 1 and "precision 'mixed_bfloat16', not None" in other.output
+
+
+def test_every_committed_card_md_is_what_its_card_json_renders():
+    from fer_model.model_card import CARD_JSON, CARD_MARKDOWN, card_markdown, read_card
+    from fer_model.registry import MODELS_DIR
+
+    folders = [path.parent for path in sorted(MODELS_DIR.glob(f"*/{CARD_JSON}"))]
+    assert folders, f"no committed cards under {MODELS_DIR}"
+    for folder in folders:
+        assert (folder / CARD_MARKDOWN).read_text() == card_markdown(read_card(folder)), folder.name
