@@ -8,14 +8,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import click
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from cli.output import console, fail, plural
+from cli.output import console, html_destination, plural, write_output
 from fer_model.classes import CLASSES
-from fer_model.files import write_atomically
 
 # Emotion column headings short enough for 80 columns.
 SHORT = {"angry": "ang", "disgust": "dis", "fear": "fea", "happy": "hap", "neutral": "neu", "sad": "sad", "surprise": "sur"}
@@ -68,10 +65,9 @@ def _csv(c: dict[str, Any]) -> str:
     return buffer.getvalue()
 
 
-def html_destination(output: Path | None) -> None:
-    """Refuse, before anything is built, to write a page onto a terminal."""
-    if output is None and click.get_text_stream("stdout").isatty():
-        fail("--format html writes a file: give -o FILE (or redirect stdout to a file)")
+def comparison_destination(output: Path | None) -> None:
+    """Refuse, before anything is built, to write the comparison page onto a terminal."""
+    html_destination(output, " to a file")
 
 
 def print_comparison(c: dict[str, Any] | str, output_format: str, output: Path | None) -> None:
@@ -88,11 +84,4 @@ def print_comparison(c: dict[str, Any] | str, output_format: str, output: Path |
                 console.print(table)
             console.print(Text(comparison_caption(c)))
         text = captured.get()
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    try:
-        write_atomically(output, text)
-    except OSError as error:
-        fail(f"cannot write {output}: {error.strerror or error}")
-    console.print(f"Wrote {escape(str(output))}")
+    write_output(text, output)

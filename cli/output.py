@@ -9,14 +9,18 @@ import json
 import re
 from collections.abc import Sequence
 from decimal import Decimal
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 from rich.cells import cell_len
 from rich.console import Console, ConsoleOptions, RenderResult
+from rich.markup import escape
 from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
+
+from fer_model.files import write_atomically
 
 # Exit codes of every command (README, "Errors and exit codes").
 EXIT_OK = 0
@@ -44,6 +48,24 @@ class CommandError(click.ClickException):
 def fail(message: str, exit_code: int = EXIT_ERROR) -> NoReturn:
     """Stop the command with a clear one-line error and a non-zero exit code."""
     raise CommandError(message, exit_code)
+
+
+def write_output(text: str, output: Path | None, detail: str = "") -> None:
+    """Print ``text`` on stdout, or write it to ``output`` whole or not at all and say so (``detail`` follows the path)."""
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        write_atomically(output, text)
+    except OSError as error:
+        fail(f"cannot write {output}: {error.strerror or error}")
+    console.print(f"Wrote {escape(str(output))}{detail}")
+
+
+def html_destination(output: Path | None, redirect_hint: str) -> None:
+    """Refuse, before anything is built, to write a page onto a terminal."""
+    if output is None and click.get_text_stream("stdout").isatty():
+        fail(f"--format html writes a file: give -o FILE (or redirect stdout{redirect_hint})")
 
 
 def plural(count: int, word: str, plural_word: str | None = None) -> str:

@@ -9,9 +9,8 @@ import click
 from rich.markup import escape
 from rich.text import Text
 
-from cli.compare_output import html_destination as comparison_destination
-from cli.compare_output import print_comparison
-from cli.html_report import html_destination, write_html_report
+from cli.compare_output import comparison_destination, print_comparison
+from cli.html_report import report_destination, write_html_report
 from cli.library import BROKER_HELP, DB_HELP, archive_of
 from cli.output import EXIT_NOT_STARTED, console, fail, plural
 from cli.progress import run_progress, spinner
@@ -100,7 +99,7 @@ def report(job, run, since, whole_archive, model, by, output_format, output, com
         fail("--model chooses the model version of --all and --since; a job's report shows the job's own model")
     scope = {"job_id": job if job is not None else run, "since": since, "whole_archive": whole_archive, "model": model}
     if output_format == "html":
-        html_destination(output)
+        report_destination(output)
         with archive_of(db_url) as archive, spinner() as progress:
             html = archive.report_html(**scope, progress=progress)
         write_html_report(html, output)

@@ -10,12 +10,10 @@ from typing import Any
 
 import click
 from rich import box
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from cli.output import EXIT_PARTIAL, PathText, console, fail, plural
-from fer_model.files import write_atomically
+from cli.output import EXIT_PARTIAL, PathText, console, plural, write_output
 
 # Failed files listed under the report table; JSON and `fer export --failed` have them all.
 FAILED_SHOWN = 10
@@ -88,14 +86,7 @@ def print_report(summary: dict[str, Any], output_format: str, output: Path | Non
             console.print(_report_table(summary))
             _print_caption(_report_caption(summary))
         text = captured.get()
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        try:
-            write_atomically(output, text)
-        except OSError as error:
-            fail(f"cannot write {output}: {error.strerror or error}")
-        console.print(f"Wrote {escape(str(output))}")
+    write_output(text, output)
 
 
 def _print_caption(caption: str) -> None:

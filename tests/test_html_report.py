@@ -270,13 +270,13 @@ def test_without_output_the_html_goes_to_a_redirected_stdout_but_never_to_a_term
     result = CliRunner().invoke(fer, ["report", "--format", "html", "--db", annotated_sqlite])
     assert result.exit_code == 0 and result.stdout.startswith("<!DOCTYPE html>") and result.stdout.rstrip().endswith("</html>")
 
-    import cli.html_report
+    import cli.output
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:
             return True
 
-    monkeypatch.setattr(cli.html_report.click, "get_text_stream", lambda name: Terminal())
+    monkeypatch.setattr(cli.output.click, "get_text_stream", lambda name: Terminal())
     result = CliRunner().invoke(fer, ["report", "--format", "html", "--db", annotated_sqlite])
     assert result.exit_code == 1 and "-o FILE" in result.output
 
