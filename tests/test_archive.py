@@ -68,7 +68,7 @@ def test_annotate_report_export_and_query_return_plain_data(archive, pictures, t
     assert summary["failed_files"] == [{"path": str(pictures / "notes.jpg"),
                                          "error": "not an image, or a format this tool does not read"}]
     assert json.loads(json.dumps(summary)) == summary
-    assert progress.started == [(4, "job 1: loading model default and detector haar ...")] and progress.advanced == 4
+    assert progress.started == [(4, "job 1: loading model default and detector haar-verified ...")] and progress.advanced == 4
     assert archive.report() == {key: value for key, value in summary.items()
                                 if key not in ("seconds", "stage_seconds", "skipped_files")}
     rows = archive.report(by="folder")["rows"]

@@ -10,6 +10,7 @@ import pytest
 
 from workers.jobs.discovery import DiscoveryError, find_images, parse_extensions
 from workers.vision.detection import UnknownDetector, get_detector
+from workers.vision.detector_names import DEFAULT_DETECTOR
 from workers.vision.images import read_image
 
 
@@ -27,7 +28,7 @@ def test_haar_finds_the_face_in_real_photos_and_maps_boxes_back(photos_dir):
 
 def test_blank_image_has_no_faces_and_unknown_detector_is_named():
     assert get_detector("haar").detect(np.full((200, 200), 128, np.uint8)) == []
-    with pytest.raises(UnknownDetector, match="unknown detector 'x'; available: haar"):
+    with pytest.raises(UnknownDetector, match="unknown detector 'x'; available: haar-verified, haar"):
         get_detector("x")
 
 
@@ -122,7 +123,7 @@ def test_cli_takes_a_relative_min_face_and_refuses_nonsense():
 
 
 @pytest.mark.slow
-def test_haar_verified_finds_a_48_px_face_that_haar_misses(photos_dir, tmp_path):
+def test_the_default_detector_finds_a_48_px_face_that_haar_misses(photos_dir, tmp_path):
     """A real photo shrunk until its face is 48 px wide (the default --min-face), alone on a gray page."""
     from workers.chunks.annotate import read_for_detection
 
@@ -140,5 +141,6 @@ def test_haar_verified_finds_a_48_px_face_that_haar_misses(photos_dir, tmp_path)
         return any(abs((b.x + b.w / 2) / loaded.scale - centre[0]) <= 24 and abs((b.y + b.h / 2) / loaded.scale - centre[1]) <= 24
                    and 24 <= b.w / loaded.scale <= 96 for b in detector.detect(loaded.gray, 48 * loaded.scale))
 
+    assert DEFAULT_DETECTOR == "haar-verified"
     assert not finds_the_face("haar")
-    assert finds_the_face("haar-verified")
+    assert finds_the_face(DEFAULT_DETECTOR)

@@ -83,10 +83,10 @@ def test_an_uninstalled_detector_is_refused_before_a_job_exists(two_photos, sqli
     result = run("annotate", str(two_photos), "--detector", "mtcnn", "--db", sqlite_url)
     assert result.exit_code == 1
     assert result.output == ("Error: detector 'mtcnn' needs the mtcnn package, which is not installed (pip install "
-                             "mtcnn); available: haar, haar-verified, haar-fine, haar-alt2\n")
+                             "mtcnn); available: haar-verified, haar, haar-fine, haar-alt2\n")
     assert not (tmp_path / "db").exists()  # no database, no job
     help_text = run("annotate", "--help").output
-    assert "Face detector: haar, haar-verified, haar-fine, haar-alt2." in " ".join(help_text.split())
+    assert "Face detector: haar-verified, haar, haar-fine, haar-alt2." in " ".join(help_text.split())
     assert "mtcnn" not in help_text
 
 
@@ -100,10 +100,10 @@ def test_a_job_whose_detector_cannot_run_fails_with_its_reason_and_retry_changes
     result = run("retry", str(job), "--local", "--processes", "1", "--db", sqlite_url)
     assert result.exit_code == 1
     error_line = [line for line in result.output.splitlines() if line.startswith("Error:")]
-    assert error_line == [f"Error: job {job} failed: unknown detector 'no-such-detector'; available: haar, haar-verified, haar-fine, haar-alt2. "
+    assert error_line == [f"Error: job {job} failed: unknown detector 'no-such-detector'; available: haar-verified, haar, haar-fine, haar-alt2. "
                           f"It keeps what was finished; fix the cause and finish it with `fer retry {job} --local` "
                           "(it takes --detector, --model, --min-face)"]
-    assert job_row(sqlite_url, job) == ("failed", "unknown detector 'no-such-detector'; available: haar, haar-verified, haar-fine, haar-alt2")
+    assert job_row(sqlite_url, job) == ("failed", "unknown detector 'no-such-detector'; available: haar-verified, haar, haar-fine, haar-alt2")
     status = run("status", str(job), "--db", sqlite_url)
     assert status.output.startswith(f"job {job}: failed; 0/2 images")
     # A failed job does not block the next run over the same folder ...
@@ -145,7 +145,7 @@ def test_a_chunk_a_worker_cannot_run_ends_its_job_as_failed(two_photos, sqlite_u
     monkeypatch.setattr(celery_app.settings, "database_url", sqlite_url)  # as `fer worker --db` sets it
     with pytest.raises(UnknownDetector):
         annotate_chunk.run(job, image_ids(engine, job), options, database_id=database_identity(engine))
-    assert job_row(sqlite_url, job) == ("failed", "unknown detector 'no-such-detector'; available: haar, haar-verified, haar-fine, haar-alt2")
+    assert job_row(sqlite_url, job) == ("failed", "unknown detector 'no-such-detector'; available: haar-verified, haar, haar-fine, haar-alt2")
     engine.dispose()
 
 
@@ -432,7 +432,7 @@ def test_a_real_annotate_shows_model_loading_and_no_tensorflow_lines(two_photos,
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300,
     )
     assert completed.returncode == 0, completed.stderr
-    assert "job 1: loading model default and detector haar ..." in completed.stdout
+    assert "job 1: loading model default and detector haar-verified ..." in completed.stdout
     noise = [line for line in completed.stderr.splitlines()
              if re.match(r"[IWEF]\d{4} |WARNING: All log messages|.*(tensorflow|absl|oneDNN|cpu_feature_guard)", line)]
     assert noise == [] and completed.stderr == ""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib.util
 
 # name -> the optional package it needs (None: OpenCV alone)
-DETECTOR_PACKAGES: dict[str, str | None] = {"haar": None, "haar-verified": None, "haar-fine": None, "haar-alt2": None, "mtcnn": "mtcnn"}
-DEFAULT_DETECTOR = "haar"
+DETECTOR_PACKAGES: dict[str, str | None] = {"haar-verified": None, "haar": None, "haar-fine": None, "haar-alt2": None, "mtcnn": "mtcnn"}
+DEFAULT_DETECTOR = "haar-verified"
 
 
 def detector_problem(name: str) -> str | None:
