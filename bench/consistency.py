@@ -28,6 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from workers.vision.detector_names import DEFAULT_DETECTOR  # noqa: E402
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import cv2  # noqa: E402
@@ -79,7 +82,7 @@ def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("FER_DATA_DIR", "../shared/data")))
     parser.add_argument("--scenes", type=int, default=1000, help="scenes, one pasted PublicTest face each")
     parser.add_argument("--margins", default="0,0.05,0.1,0.15,0.2,0.3", help="crop margins to compare")
-    parser.add_argument("--detector", default="haar")
+    parser.add_argument("--detector", default=DEFAULT_DETECTOR)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
