@@ -55,3 +55,36 @@ def test_verifier_training_examples_have_the_verifier_input_size():
     faces = rng.integers(0, 255, (5, 48, 48), dtype=np.uint8)
     assert positive_crops(faces, rng).shape == (5, 24, 24)
     assert partial_face_crops(faces, 7, rng).shape == (7, 24, 24)
+
+
+def test_confident_candidates_are_faces_doubtful_ones_are_rescanned_and_weak_ones_dropped(monkeypatch):
+    """The default detector's decision on each candidate, with the verifier and the rescans stood in for."""
+    from workers.vision import detection
+    from workers.vision.face_proposals import Candidate
+
+    # score = log-odds(p) + 3 ln(windows) + weight; with one window and weight 0 it is the verifier's log-odds
+    candidates = {  # box -> the verifier's probability
+        (10.0, 10.0, 30.0, 30.0): 0.99999,  # log-odds 11.5: accepted as it is
+        (100.0, 10.0, 30.0, 30.0): 0.9,  # 2.2: rescanned, finds a face with 9 windows
+        (200.0, 10.0, 30.0, 30.0): 0.99,  # 4.6: rescanned, finds only 4 windows: dropped
+        (300.0, 10.0, 30.0, 30.0): 0.9997,  # 8.1, confident: rescanned, 4 windows are enough
+        (400.0, 10.0, 30.0, 30.0): 0.1,  # -2.2: not a face, not rescanned
+    }
+    rescan_finds = {100.0: [(9, (98.0, 9.0, 33.0, 33.0)), (3, (150.0, 9.0, 33.0, 33.0))],
+                    200.0: [(4, (201.0, 11.0, 29.0, 29.0))], 300.0: [(4, (301.0, 11.0, 29.0, 29.0))]}
+    rescanned = []
+    detector = detection.get_detector("haar-verified")
+    monkeypatch.setattr(detection, "raw_windows", lambda *args: (np.zeros((0, 4)), np.zeros(0)))
+    monkeypatch.setattr(detection, "group_windows", lambda *args: [Candidate(*box, windows=1, weight=0.0)
+                                                                   for box in candidates])
+    monkeypatch.setattr(detector.verifier, "face_probabilities", lambda gray, boxes: np.array(
+        [candidates[tuple(box)] for box in boxes]))
+
+    def rescan(small, box, smallest):
+        rescanned.append(box[0])
+        return [found for found in rescan_finds.get(box[0], []) if found[0] > detection.RESCAN_WEAK_NEIGHBOURS]
+
+    monkeypatch.setattr(detector, "_rescan", rescan)
+    faces = detector.detect(np.zeros((200, 600), np.uint8))
+    assert sorted(rescanned) == [100.0, 200.0, 300.0]
+    assert sorted((f.x, f.y, f.w) for f in faces) == [(10, 10, 30), (98, 9, 33), (301, 11, 29)]
