@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+import tempfile
 from pathlib import Path
 
 from fer_model.files import atomic_path, data_home
@@ -23,6 +24,7 @@ STATES_DIR = Path(__file__).parent / "run_states"
 STATE_SUFFIX = ".tar.xz"
 # What a resumed run needs: its settings, history, best epoch so far and the last epoch's backup.
 STATE_MEMBERS = ("run.json", "history.csv", "best.keras", "backup")
+BEST_MEMBER = "best.keras"
 
 
 class RunStateError(Exception):
@@ -48,12 +50,25 @@ def pack_run(run_folder: Path) -> Path:
         raise RunStateError(f"{run_folder} holds no training run (no run.json)")
     destination = state_file(run_folder)
     destination.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(destination) as temporary:
+    with atomic_path(destination) as temporary, tempfile.TemporaryDirectory() as scratch:
         with tarfile.open(temporary, "w:xz") as archive:
             for name in STATE_MEMBERS:
-                if (run_folder / name).exists():
-                    archive.add(run_folder / name, arcname=name)
+                path = run_folder / name
+                if path.exists():
+                    archive.add(_without_optimizer(path, Path(scratch)) if name == BEST_MEMBER else path, arcname=name)
     return destination
+
+
+def _without_optimizer(model_file: Path, scratch: Path) -> Path:
+    """A copy of the checkpointed model without its optimizer state, which the run never reads back (the
+    backup holds the optimizer to resume from): a third of the file for Adam."""
+    import keras  # only packing needs it
+
+    from fer_model import calibration, distillation, flip_averaging, preprocessing  # noqa: F401  (their layers)
+
+    copy = scratch / model_file.name
+    keras.saving.load_model(model_file, compile=False).save(copy)
+    return copy
 
 
 def unpack_run(run_folder: Path) -> bool:
