@@ -273,7 +273,16 @@ SEED_WIDE = replace(
     input_size=44,
     blocks=((48, 1, 0.1), (96, 2, 0.2), (192, 2, 0.3)),
 )
-MEMBERS: tuple[Recipe, ...] = (SEED_WIDE,)
+SEED_DEEP = replace(
+    SEED_FLIP,
+    name="seed-deep",
+    description="The seed-flip recipe at the faces' native 48x48 input with a fourth block (2x256 filters, "
+    "dropout 0.4) and AdamW (weight decay 1e-4); served flip-averaged.",
+    input_size=48,
+    blocks=((32, 1, 0.1), (64, 2, 0.2), (128, 2, 0.3), (256, 2, 0.4)),
+    weight_decay=1e-4,
+)
+MEMBERS: tuple[Recipe, ...] = (SEED_WIDE, SEED_DEEP)
 
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
