@@ -36,11 +36,7 @@ class OnnxEmotionModel:
     def __init__(self, model_file: str | Path, threads: int | None = None):
         """``threads``: ONNX Runtime's threads; by default as many as OpenCV may use in this process,
         which is one in worker processes (they scale by processes, one per core)."""
-        graph = _graph_for(Path(model_file))
-        try:
-            self.session = _session(graph, threads or max(1, cv2.getNumThreads()))
-        except Exception as error:  # ONNX Runtime raises its own types for graphs it cannot run
-            raise UnsupportedModel(f"ONNX Runtime cannot run the graph ({type(error).__name__}: {error})") from error
+        self.session = _session_for(Path(model_file), threads or max(1, cv2.getNumThreads()))
 
     def predict_faces(self, faces: np.ndarray, batch_size: int = ONNX_BATCH_SIZE) -> np.ndarray:
         batch = np.ascontiguousarray(faces, dtype=np.uint8).reshape(len(faces), *faces.shape[1:3], 1)
@@ -48,31 +44,36 @@ class OnnxEmotionModel:
         return np.concatenate(outputs).astype(np.float64) if outputs else np.zeros((0, 7))
 
 
-def _graph_for(model_file: Path) -> bytes:
-    """The serialised graph saved beside ``model_file`` when it matches the file, else one exported now."""
+def _session_for(model_file: Path, threads: int) -> InferenceSession:
+    """A session on the graph saved beside ``model_file`` when it matches the file, else on one exported now.
+
+    The match is read from the graph's metadata through ONNX Runtime itself: importing the ``onnx``
+    package would cost each worker process more than half a second at start."""
     saved = onnx_path_for(model_file)
     if saved.is_file() and model_file.is_file():
-        import onnx  # the ONNX package loads only to check a saved graph
-
         try:
-            graph = onnx.load_model(saved)
-            properties = {prop.key: prop.value for prop in graph.metadata_props}
-            if properties.get(SOURCE_SHA256) == file_sha256(model_file):
-                return graph.SerializeToString()
+            session = _session(str(saved), threads)
+            if session.get_modelmeta().custom_metadata_map.get(SOURCE_SHA256) == file_sha256(model_file):
+                return session
         except Exception:  # a damaged graph file: export from the .keras file instead
             pass
     from fer_model.onnx_export import export_onnx  # Keras loads only for a file without a matching graph
 
     model = load_model(ModelRef(path=model_file, card=None))  # ModelNotFound for a damaged or foreign file
     try:
-        return export_onnx(model).SerializeToString()
+        graph = export_onnx(model).SerializeToString()
     except UnsupportedModel:
         raise
     except Exception as error:  # a layout the export did not foresee: Keras serves the file instead
         raise UnsupportedModel(f"export failed ({type(error).__name__}: {error})") from error
+    try:
+        return _session(graph, threads)
+    except Exception as error:  # ONNX Runtime raises its own types for graphs it cannot run
+        raise UnsupportedModel(f"ONNX Runtime cannot run the graph ({type(error).__name__}: {error})") from error
 
 
-def _session(graph: bytes, threads: int) -> InferenceSession:
+def _session(graph: bytes | str, threads: int) -> InferenceSession:
+    """A CPU session on a serialised graph or a graph file."""
     import onnxruntime  # ONNX Runtime loads only where a session starts
 
     onnxruntime.set_default_logger_severity(3)  # errors only: no warnings on stderr
