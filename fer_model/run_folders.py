@@ -23,8 +23,8 @@ RUNS_ENV = "FER_RUNS_DIR"
 STATES_DIR = Path(__file__).parent / "run_states"
 STATE_SUFFIX = ".tar.xz"
 # What a resumed run needs: its settings, history, best epoch so far and the last epoch's backup.
-STATE_MEMBERS = ("run.json", "history.csv", "best.keras", "backup")
 BEST_MEMBER = "best.keras"
+STATE_MEMBERS = ("run.json", "history.csv", BEST_MEMBER, "backup")
 
 
 class RunStateError(Exception):
@@ -62,12 +62,10 @@ def pack_run(run_folder: Path) -> Path:
 def _without_optimizer(model_file: Path, scratch: Path) -> Path:
     """A copy of the checkpointed model without its optimizer state, which the run never reads back (the
     backup holds the optimizer to resume from): a third of the file for Adam."""
-    import keras  # only packing needs it
-
-    from fer_model import calibration, distillation, flip_averaging, preprocessing  # noqa: F401  (their layers)
+    from fer_model.registry import ModelRef, load_model  # Keras loads only for packing
 
     copy = scratch / model_file.name
-    keras.saving.load_model(model_file, compile=False).save(copy)
+    load_model(ModelRef(path=model_file, card=None)).save(copy)
     return copy
 
 
