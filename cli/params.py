@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from cli.output import CommandError
-from fer_model.registry import ModelNotFound, ModelRef, resolve_model
+from fer_model.registry import FLOAT32, INT8_SUFFIX, ModelNotFound, ModelRef, resolve_model
 from workers.vision.min_face import parse_min_face
 
 
@@ -27,17 +27,27 @@ MIN_FACE_HELP = ("Smallest face to look for: pixels of the photo, at least 20 (t
 
 
 class ModelType(click.ParamType):
-    """`--model NAME|RUN_FOLDER|FILE.keras`, resolved to the model's files (fer_model.registry.ModelRef)."""
+    """`--model NAME|RUN_FOLDER|FILE.keras`, resolved to the model's files (fer_model.registry.ModelRef).
+
+    ``float_only``: refuse a NAME-int8 model, for commands that read or rewrite the Keras model itself."""
 
     name = "MODEL"
+
+    def __init__(self, float_only: bool = False):
+        self.float_only = float_only
 
     def convert(self, value, param, ctx):
         if isinstance(value, ModelRef):
             return value
         try:
-            return resolve_model(value)
+            ref = resolve_model(value)
         except ModelNotFound as error:
             raise CommandError(str(error)) from None
+        if self.float_only and ref.precision != FLOAT32:
+            base = ref.name[: -len(INT8_SUFFIX)]
+            raise CommandError(f"{value} is the int8 graph of {base}, for serving only: give {base}")
+        return ref
 
 
 MODEL = ModelType()
+FLOAT_MODEL = ModelType(float_only=True)

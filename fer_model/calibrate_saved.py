@@ -28,5 +28,6 @@ def calibrate_saved_model(ref: ModelRef, validation: Split) -> dict[str, Any]:
     save_served_model(with_temperature(network, summary["temperature"]), ref.path)
     card = read_card(ref.folder)
     card.calibration = summary
+    card.int8 = {}  # the file changes, and its int8 graph with it (removed on saving)
     write_card(ref.folder, card, Path(ref.path))
     return summary

@@ -3,8 +3,9 @@
 Files: metrics.json, classification_report.txt, confusion_matrix.png, misclassified.png,
 correct.png, reliability_diagram.png, training_curves.png (when the model's history.csv is
 known) and report.md. Metrics are for the model as served (calibrated when it carries a
-temperature, flip-averaged when it averages over mirror images itself); one pass of the network,
-flip averaging and calibration are reported beside them.
+temperature, flip-averaged when it averages over mirror images itself, through its int8 graph
+for a NAME-int8 model); one pass of the network, flip averaging and calibration are reported
+beside them.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ from fer_model.figures import confusion_matrix_figure, face_grid_figure, reliabi
 from fer_model.metrics import compute_metrics, report_text
 from fer_model.registry import ModelRef, load_model
 from fer_model.flip_averaging import is_flip_averaged
+from fer_model.quantization import graph_probabilities, int8_session
+from fer_model.served_graph import INT8
 
 GRID_SIZE = 32
 
@@ -44,7 +47,10 @@ def evaluate_model(
     split = dataset[split_name]
     model = load_model(ref)
     members = sum(isinstance(layer, keras.Model) for layer in model.layers) if is_ensemble(model) else 0
-    if members:  # each member serves its own test-time choice
+    if ref.precision == INT8:  # the int8 graph as the workers serve it; the float model gives only its settings
+        probabilities = graph_probabilities(int8_session(ref.path), split.images)
+        alternatives = {}
+    elif members:  # each member serves its own test-time choice
         probabilities = predict_probabilities(model, split.images)
         alternatives = {}
     else:
@@ -56,6 +62,7 @@ def evaluate_model(
     metrics["model"] = {"name": ref.name, "path": str(ref.path)}
     metrics["served_flip_averaged"] = is_flip_averaged(model)
     metrics["ensemble_members"] = members
+    metrics["precision"] = ref.precision
     for name, alternative in alternatives.items():
         figures = compute_metrics(split.labels, alternative, split_name)
         metrics[name] = {key: figures[key] for key in ("accuracy", "macro_f1", "weighted_f1")}
@@ -163,8 +170,11 @@ def _report_markdown(metrics: dict[str, Any], files: list[str], title: str) -> s
 
 def flip_summary(metrics: dict[str, Any]) -> str:
     """One sentence on test-time augmentation: what the served model does, and the other choice's figures."""
+    int8 = " (int8 graph)" if metrics.get("precision") == INT8 else ""
     if metrics.get("ensemble_members"):
-        return f"An ensemble of {metrics['ensemble_members']} members, each serving its own test-time choice"
+        return f"An ensemble of {metrics['ensemble_members']} members, each serving its own test-time choice{int8}"
+    if int8:
+        return f"Served through its int8 graph{', flip-averaged' if metrics['served_flip_averaged'] else ''}"
     if metrics["served_flip_averaged"]:
         one = metrics["single_pass"]
         return (

@@ -37,6 +37,8 @@ class ModelCard:
     # An ensemble's members: name, recipe, epochs, hours, PublicTest accuracy alone, and the ensemble's
     # accuracy with the members up to this one in forward-selection order.
     members: list[dict[str, Any]] = field(default_factory=list)
+    # The int8 graph (`fer model quantize`): its file and sha256, calibration, command, date and PublicTest figures.
+    int8: dict[str, Any] = field(default_factory=dict)
 
     @property
     def kind(self) -> str:
@@ -181,6 +183,27 @@ def card_markdown(card: ModelCard) -> str:
             "built into the model file. Expected calibration error (15 bins): "
             f"{c['ece_before']:.4f} before, {c['ece_after']:.4f} after; {c['ece_after_cross_fitted']:.4f} after "
             "when each half of PublicTest is rescaled with the temperature fitted on the other half.",
+            "",
+        ]
+    if card.int8:
+        q = card.int8
+        m = q["metrics"]
+        lines += [
+            "## Int8 graph",
+            "",
+            f"`{q['graph_file']}` (sha256 `{q['graph_sha256']}`), served as `{card.name}-int8`: the ONNX graph with its "
+            f"convolution and dense weights in int8 (per channel) and the activations inside the network in int8, "
+            f"scaled on {q['calibration_faces']} FER2013 Training faces ({q['calibration_method']}); preprocessing, "
+            f"softmax, averaging and temperature stay in float. Made {q['date']} with:",
+            "",
+            "```",
+            q["command"],
+            "```",
+            "",
+            "| split | n | accuracy | macro F1 | weighted F1 | ECE | same label as the float model |",
+            "|---|---|---|---|---|---|---|",
+            f"| val ({_split_title('val')}) | {m['n']} | {m['accuracy']:.4f} | {m['macro_f1']:.4f} | "
+            f"{m['weighted_f1']:.4f} | {m['ece']:.4f} | {m['agreement']:.4f} |",
             "",
         ]
     if card.notes:

@@ -28,7 +28,7 @@ from fer_model.ensemble import AVERAGE_LAYER as ENSEMBLE_AVERAGE
 from fer_model.files import atomic_path, file_sha256
 from fer_model.layer_roles import IDENTITY_AT_INFERENCE
 from fer_model.preprocessing import FaceMinMaxScaling
-from fer_model.served_graph import INPUT, OUTPUT, SOURCE_SHA256, UnsupportedModel, onnx_path_for
+from fer_model.served_graph import INPUT, OUTPUT, SOURCE_SHA256, UnsupportedModel, int8_path_for, onnx_path_for
 from fer_model.flip_averaging import AVERAGE_LAYER as FLIP_AVERAGE
 from fer_model.flip_averaging import NETWORK_LAYER
 
@@ -44,9 +44,11 @@ def save_served_model(model: keras.Model, path: Path) -> Path | None:
     """Save ``model`` to ``path`` (.keras) and its ONNX graph beside it, each atomically.
 
     Returns the ONNX file, or None when the model has a layer the export does not handle (a stale
-    graph from an earlier save is then removed, so workers serve the new file through Keras)."""
+    graph from an earlier save is then removed, so workers serve the new file through Keras). An int8
+    graph made from an earlier save is removed: it no longer matches the file."""
     with atomic_path(path) as temporary:
         model.save(temporary)
+    int8_path_for(path).unlink(missing_ok=True)
     onnx_path = onnx_path_for(path)
     try:
         graph = export_onnx(model, source_sha256=file_sha256(path))

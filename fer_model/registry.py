@@ -6,12 +6,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fer_model.model_card import CARD_JSON, ModelCard, read_card
+from fer_model.served_graph import INT8, int8_path_for
 
 MODELS_DIR = Path(__file__).parent / "models"
 MODEL_FILE = "model.keras"
 DEFAULT_NAME = "default"
 # Names the committed model that `default` stands for: the pipeline's model unless --model says otherwise.
 DEFAULT_POINTER = MODELS_DIR / "DEFAULT"
+FLOAT32 = "float32"
+INT8_SUFFIX = f"-{INT8}"  # "seed-deep-int8": the model seed-deep served by its int8 graph (fer model quantize)
 
 
 class ModelNotFound(Exception):
@@ -20,14 +23,23 @@ class ModelNotFound(Exception):
 
 @dataclass(frozen=True)
 class ModelRef:
-    """Where a model file lives, and its card when one sits beside it."""
+    """Where a model file lives, its card when one sits beside it, and the precision it serves at.
+
+    ``precision`` INT8: the model is served by its int8 graph (``served_graph.int8_path_for``) on ONNX
+    Runtime, and named with INT8_SUFFIX, so that its labels are recorded apart from the float model's."""
 
     path: Path
     card: ModelCard | None
+    precision: str = FLOAT32
 
     @property
     def name(self) -> str:
-        return self.card.name if self.card else self.path.stem
+        base = self.card.name if self.card else self.path.stem
+        return base + INT8_SUFFIX if self.precision == INT8 else base
+
+    @property
+    def int8_graph(self) -> Path:
+        return int8_path_for(self.path)
 
     @property
     def folder(self) -> Path:
@@ -35,10 +47,17 @@ class ModelRef:
 
 
 def available_models() -> list[ModelRef]:
-    """The models committed with the package, in name order."""
+    """The models committed with the package, in name order, each followed by its int8 variant when it has one."""
     if not MODELS_DIR.is_dir():
         return []
-    return [resolve_model(folder.name) for folder in sorted(MODELS_DIR.iterdir()) if (folder / MODEL_FILE).is_file()]
+    refs = []
+    for folder in sorted(MODELS_DIR.iterdir()):
+        if (folder / MODEL_FILE).is_file():
+            ref = resolve_model(folder.name)
+            refs.append(ref)
+            if ref.int8_graph.is_file():
+                refs.append(ModelRef(path=ref.path, card=ref.card, precision=INT8))
+    return refs
 
 
 def default_model_name() -> str:
@@ -47,9 +66,17 @@ def default_model_name() -> str:
 
 
 def resolve_model(name_or_path: str | Path) -> ModelRef:
-    """A committed model's name (`seed`, or `default`), a run folder holding model.keras, or a `.keras` file."""
+    """A committed model's name (`seed`, or `default`), a run folder holding model.keras, or a `.keras` file;
+    any of these followed by INT8_SUFFIX for its int8 graph (``seed-deep-int8``)."""
     if str(name_or_path) == DEFAULT_NAME and not (MODELS_DIR / DEFAULT_NAME / MODEL_FILE).is_file():
         name_or_path = default_model_name()
+    text = str(name_or_path)
+    if text.endswith(INT8_SUFFIX) and not Path(text).expanduser().exists() and not (MODELS_DIR / text).is_dir():
+        ref = resolve_model(text[: -len(INT8_SUFFIX)])
+        if not ref.int8_graph.is_file():
+            raise ModelNotFound(f"{ref.name} has no int8 graph ({ref.int8_graph} is missing): make one with "
+                                f"fer model quantize --model {ref.name}")
+        return ModelRef(path=ref.path, card=ref.card, precision=INT8)
     candidate = Path(name_or_path).expanduser()
     if candidate.is_dir():
         candidate = candidate / MODEL_FILE

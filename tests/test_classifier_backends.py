@@ -120,6 +120,21 @@ def test_gpu_machines_classify_with_keras(monkeypatch):
     assert classifier.backend_for() == "keras"
 
 
+def test_gpu_machines_classify_an_int8_model_on_onnx_runtime(monkeypatch):
+    """One model name, one computation: the int8 graph serves on the CPU even where Keras would take the GPU."""
+    from fer_model.registry import available_models
+    from fer_model.served_graph import INT8
+    from workers.serving import classifier
+    from workers.serving.devices import Device
+
+    monkeypatch.delenv("FER_CLASSIFIER_BACKEND", raising=False)
+    monkeypatch.setattr("workers.serving.classifier.visible_gpus", lambda: [Device("GPU", "NVIDIA H100")])
+    name = next(ref.name for ref in available_models() if ref.precision == INT8)
+    served = classifier.EmotionClassifier(name, classifier.backend_for())
+    assert classifier.backend_for() == "keras" and served.backend == "onnx"
+    assert served.predict_faces(_faces(3)).shape == (3, 7)
+
+
 def test_a_cpu_machine_classifies_without_importing_tensorflow():
     code = (
         "import sys; from workers.serving.classifier import EmotionClassifier, backend_for; import numpy as np\n"
@@ -207,7 +222,9 @@ def test_annotate_labels_the_same_faces_alike_on_both_backends(tmp_path, photos_
     for backend in ("keras", "onnx"):
         monkeypatch.setenv("FER_CLASSIFIER_BACKEND", backend)
         database = tmp_path / f"{backend}.db"
-        result = CliRunner().invoke(fer, ["annotate", str(folder), "--processes", "1", "--db", f"sqlite:///{database}"])
+        # a float model: the default's int8 graph runs on ONNX Runtime only
+        result = CliRunner().invoke(fer, ["annotate", str(folder), "--processes", "1", "--model", "seed-deep",
+                                          "--db", f"sqlite:///{database}"])
         assert result.exit_code == 0, result.output
         with sqlite3.connect(database) as connection:
             rows[backend] = connection.execute(

@@ -25,7 +25,7 @@ def test_help_lists_the_commands():
         "submit", "worker",
     ]
     result = CliRunner().invoke(fer, ["model", "--help"])
-    assert _listed_commands(result.output) == ["calibrate", "ensemble", "evaluate", "list", "pack-run", "soft-labels", "train"]
+    assert _listed_commands(result.output) == ["calibrate", "ensemble", "evaluate", "list", "pack-run", "quantize", "soft-labels", "train"]
 
 
 def test_model_list_shows_committed_models_with_card_metrics():
@@ -41,7 +41,7 @@ def test_default_names_the_model_in_the_pointer_file(tmp_path, monkeypatch):
     from fer_model import registry
 
     pointed = registry.DEFAULT_POINTER.read_text().strip()
-    assert registry.resolve_model("default").path == registry.MODELS_DIR / pointed / "model.keras"
+    assert registry.resolve_model("default") == registry.resolve_model(pointed)
     models = tmp_path / "models"
     for name in ("one", "two"):
         (models / name).mkdir(parents=True)

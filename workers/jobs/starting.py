@@ -16,6 +16,7 @@ from db.incremental import STALE_RUN_HOURS
 from db.overlap import RunStillGoing
 from db.writes import Listing
 from fer_model.registry import ModelNotFound, resolve_model
+from fer_model.served_graph import INT8
 from workers.jobs.discovery import DiscoveryError, find_images
 from workers.jobs.errors import NotStarted, PipelineError
 from workers.jobs.options import JobOptions
@@ -50,9 +51,19 @@ def find_files(paths: Sequence[str], options: JobOptions) -> Found:
 
 def check_model(model: str) -> None:
     try:
-        resolve_model(model)
+        ref = resolve_model(model)
     except ModelNotFound as error:
         raise PipelineError(str(error)) from error
+    if ref.precision == INT8:
+        from workers.serving.classifier import requested_backend  # the classifier module loads only here
+
+        try:
+            forced_keras = requested_backend() == "keras"
+        except ValueError as error:
+            raise PipelineError(str(error)) from None
+        if forced_keras:
+            raise PipelineError(f"model {ref.name} is served by ONNX Runtime only, and FER_CLASSIFIER_BACKEND=keras "
+                                "asks for Keras")
 
 
 def check_detector(detector: str) -> None:

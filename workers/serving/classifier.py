@@ -12,6 +12,7 @@ from db.records import ModelIdentity
 from fer_model.classes import CLASSES
 from fer_model.files import file_sha256
 from fer_model.registry import load_model, resolve_model
+from fer_model.served_graph import INT8
 from workers.serving.devices import Device, batch_size_for, configure_devices, describe, visible_gpus
 
 if TYPE_CHECKING:
@@ -21,6 +22,12 @@ logger = logging.getLogger("fer.worker")
 
 
 def _identity_of(ref) -> ModelIdentity:
+    """An int8 model is recorded by its graph's hash, and with its own PublicTest figures, apart from the float model."""
+    if ref.precision == INT8:
+        int8 = ref.card.int8 if ref.card else {}
+        digest = int8.get("graph_sha256") or file_sha256(ref.int8_graph)
+        metrics = {"val": int8["metrics"]} if int8.get("metrics") else {}
+        return ModelIdentity(name=ref.name, version=digest[:12], file_sha256=digest, metrics=metrics)
     digest = ref.card.model_sha256 if ref.card and ref.card.model_sha256 else file_sha256(ref.path)
     return ModelIdentity(name=ref.name, version=digest[:12], file_sha256=digest, metrics=(ref.card.metrics if ref.card else {}))
 
@@ -87,7 +94,18 @@ class EmotionClassifier:
         ref = resolve_model(model_name)
         self.identity = model_identity(model_name)
         self.model = None
-        if backend == "onnx":
+        if ref.precision == INT8:
+            # The int8 graph exists only for ONNX Runtime on the CPU: every worker serves it there, so that one
+            # model name always means the same computation.
+            if requested_backend() == "keras":
+                raise ValueError(f"model {ref.name} is served by ONNX Runtime only: unset FER_CLASSIFIER_BACKEND=keras "
+                                 f"or use {ref.card.name if ref.card else ref.path.stem}")
+            # NumPy, OpenCV and ONNX Runtime load only where a model is served (as below).
+            from workers.serving.onnx_classifier import OnnxEmotionModel
+
+            self.model = OnnxEmotionModel(ref.path, precision=INT8)
+            self.backend, self.devices = "onnx", [Device("CPU", "CPU")]
+        elif backend == "onnx":
             # NumPy, OpenCV and ONNX Runtime load only where a model is served (recording a run needs its identity).
             from workers.serving.onnx_classifier import OnnxEmotionModel, UnsupportedModel
 

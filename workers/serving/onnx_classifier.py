@@ -8,7 +8,9 @@ members, temperature), so this module only feeds faces in and reads probabilitie
 
 A `.keras` file without a matching graph beside it (none, or one exported from another version
 of the file) is exported in memory when it loads, which imports Keras once; a model the export
-does not handle raises `UnsupportedModel` and serves through Keras.
+does not handle raises `UnsupportedModel` and serves through Keras. The int8 graph
+(``fer_model.quantization``) serves only when it was made from the same file: it cannot be made
+again at load time, so a missing or stale one raises `ModelNotFound`.
 """
 
 from __future__ import annotations
@@ -20,8 +22,9 @@ import cv2
 import numpy as np
 
 from fer_model.files import file_sha256
-from fer_model.registry import ModelRef, load_model
-from fer_model.served_graph import INPUT, SOURCE_SHA256, UnsupportedModel, onnx_path_for
+from fer_model.quantization import int8_session
+from fer_model.registry import FLOAT32, ModelRef, load_model
+from fer_model.served_graph import INPUT, INT8, SOURCE_SHA256, UnsupportedModel, cpu_session, onnx_path_for
 from workers.serving.devices import ONNX_BATCH_SIZE
 
 if TYPE_CHECKING:
@@ -33,10 +36,15 @@ __all__ = ["OnnxEmotionModel", "UnsupportedModel"]
 class OnnxEmotionModel:
     """Probabilities for (N, 48, 48, 1) uint8 faces, computed like the Keras model they come from."""
 
-    def __init__(self, model_file: str | Path, threads: int | None = None):
+    def __init__(self, model_file: str | Path, threads: int | None = None, precision: str = FLOAT32):
         """``threads``: ONNX Runtime's threads; by default as many as OpenCV may use in this process,
-        which is one in worker processes (they scale by processes, one per core)."""
-        self.session = _session_for(Path(model_file), threads or max(1, cv2.getNumThreads()))
+        which is one in worker processes (they scale by processes, one per core). ``precision`` INT8 serves
+        the model's int8 graph."""
+        threads = threads or max(1, cv2.getNumThreads())
+        if precision == INT8:
+            self.session = int8_session(Path(model_file), threads)
+        else:
+            self.session = _session_for(Path(model_file), threads)
 
     def predict_faces(self, faces: np.ndarray, batch_size: int = ONNX_BATCH_SIZE) -> np.ndarray:
         batch = np.ascontiguousarray(faces, dtype=np.uint8).reshape(len(faces), *faces.shape[1:3], 1)
@@ -52,7 +60,7 @@ def _session_for(model_file: Path, threads: int) -> InferenceSession:
     saved = onnx_path_for(model_file)
     if saved.is_file() and model_file.is_file():
         try:
-            session = _session(str(saved), threads)
+            session = cpu_session(str(saved), threads)
             if session.get_modelmeta().custom_metadata_map.get(SOURCE_SHA256) == file_sha256(model_file):
                 return session
         except Exception:  # a damaged graph file: export from the .keras file instead
@@ -67,19 +75,8 @@ def _session_for(model_file: Path, threads: int) -> InferenceSession:
     except Exception as error:  # a layout the export did not foresee: Keras serves the file instead
         raise UnsupportedModel(f"export failed ({type(error).__name__}: {error})") from error
     try:
-        return _session(graph, threads)
+        return cpu_session(graph, threads)
     except Exception as error:  # ONNX Runtime raises its own types for graphs it cannot run
         raise UnsupportedModel(f"ONNX Runtime cannot run the graph ({type(error).__name__}: {error})") from error
 
 
-def _session(graph: bytes | str, threads: int) -> InferenceSession:
-    """A CPU session on a serialised graph or a graph file."""
-    import onnxruntime  # ONNX Runtime loads only where a session starts
-
-    onnxruntime.set_default_logger_severity(3)  # errors only: no warnings on stderr
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle between batches, not spinning
-    return onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
