@@ -282,7 +282,13 @@ SEED_DEEP = replace(
     blocks=((32, 1, 0.1), (64, 2, 0.2), (128, 2, 0.3), (256, 2, 0.4)),
     weight_decay=1e-4,
 )
-MEMBERS: tuple[Recipe, ...] = (SEED_WIDE, SEED_DEEP)
+SEED_DEEP_WIDE = replace(
+    SEED_DEEP,
+    name="seed-deep-wide",
+    description="The seed-deep recipe with 1.5x the filters (48, 96, 192, 384); served flip-averaged.",
+    blocks=((48, 1, 0.1), (96, 2, 0.2), (192, 2, 0.3), (384, 2, 0.4)),
+)
+MEMBERS: tuple[Recipe, ...] = (SEED_WIDE, SEED_DEEP, SEED_DEEP_WIDE)
 
 RECIPES: dict[str, Recipe] = {
     recipe.name: recipe
