@@ -44,7 +44,7 @@ class ModelType(click.ParamType):
         except ModelNotFound as error:
             raise CommandError(str(error)) from None
         if self.float_only and ref.precision != FLOAT32:
-            base = ref.name[: -len(INT8_SUFFIX)]
+            base = str(value)[: -len(INT8_SUFFIX)] if str(value).endswith(INT8_SUFFIX) else ref.name[: -len(INT8_SUFFIX)]
             raise CommandError(f"{value} is the int8 graph of {base}, for serving only: give {base}")
         return ref
 

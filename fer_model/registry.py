@@ -72,10 +72,14 @@ def resolve_model(name_or_path: str | Path) -> ModelRef:
         name_or_path = default_model_name()
     text = str(name_or_path)
     if text.endswith(INT8_SUFFIX) and not Path(text).expanduser().exists() and not (MODELS_DIR / text).is_dir():
-        ref = resolve_model(text[: -len(INT8_SUFFIX)])
+        base = text[: -len(INT8_SUFFIX)]
+        ref = resolve_model(base)
+        if ref.precision == INT8:
+            raise ModelNotFound(f"no model at {text}: {base} is already an int8 model")
         if not ref.int8_graph.is_file():
-            raise ModelNotFound(f"{ref.name} has no int8 graph ({ref.int8_graph} is missing): make one with "
-                                f"fer model quantize --model {ref.name}")
+            committed = " --overwrite-committed" if MODELS_DIR.resolve() in ref.path.parents else ""
+            raise ModelNotFound(f"{base} has no int8 graph ({ref.int8_graph} is missing): make one with "
+                                f"fer model quantize --model {base} --data FER2013_DIR{committed}")
         return ModelRef(path=ref.path, card=ref.card, precision=INT8)
     candidate = Path(name_or_path).expanduser()
     if candidate.is_dir():

@@ -34,7 +34,7 @@ def quantized_run(tmp_path_factory) -> tuple[Path, Path]:
     write_image_folders(root / "data", per_class=4, layout="prefixed")
     result = CliRunner().invoke(fer, ["model", "quantize", "--model", str(run), "--data", str(root / "data")])
     assert result.exit_code == 0, result.output
-    assert f"serve it as seed{INT8_SUFFIX}" in " ".join(result.output.split())
+    assert f"serveitas{run}{INT8_SUFFIX}" in "".join(result.output.split())
     return run, root / "data"
 
 
@@ -88,7 +88,7 @@ def test_a_stale_int8_graph_is_refused_in_one_line(quantized_run, tmp_path, phot
     assert result.exit_code == 1
     assert "model.int8.onnx was made from another version of model.keras: make it again with fer model quantize" in (
         " ".join(result.output.split()))
-    assert "Traceback" not in result.output
+    assert "Traceback" not in result.output and "job 1" not in result.output  # refused before a job is recorded
 
 
 def test_saving_the_model_again_removes_its_int8_graph(quantized_run, tmp_path):
@@ -106,7 +106,7 @@ def test_saving_the_model_again_removes_its_int8_graph(quantized_run, tmp_path):
 
 def test_a_model_without_an_int8_graph_says_how_to_make_one():
     with pytest.raises(ModelNotFound, match=r"seed has no int8 graph \(.*model\.int8\.onnx is missing\): make one "
-                                            r"with fer model quantize --model seed"):
+                                            r"with fer model quantize --model seed --data FER2013_DIR --overwrite-committed"):
         resolve_model(f"seed{INT8_SUFFIX}")
 
 
@@ -167,3 +167,24 @@ def test_commands_that_read_the_keras_model_refuse_an_int8_name(tmp_path):
     result = CliRunner().invoke(fer, ["model", "soft-labels", "--model", int8_name, "--data", str(tmp_path)])
     assert result.exit_code == 1
     assert f"{int8_name} is the int8 graph of {base}, for serving only: give {base}" in " ".join(result.output.split())
+
+
+def test_a_model_file_without_its_float_graph_is_quantized_without_rewriting_it(tmp_path):
+    from fer_model.files import file_sha256
+
+    run = tmp_path / "run"
+    run.mkdir()
+    for name in ("model.keras", "card.json"):
+        shutil.copy(resolve_model("seed").folder / name, run / name)
+    before = file_sha256(run / "model.keras")
+    write_image_folders(tmp_path / "data", per_class=3, layout="prefixed")
+    result = CliRunner().invoke(fer, ["model", "quantize", "--model", str(run), "--data", str(tmp_path / "data")])
+    assert result.exit_code == 0, result.output
+    assert file_sha256(run / "model.keras") == before and not (run / "model.onnx").exists()
+    assert resolve_model(f"{run}{INT8_SUFFIX}").precision == INT8
+
+
+def test_an_int8_model_has_no_int8_model():
+    int8_name = next(ref.name for ref in available_models() if ref.precision == INT8)
+    with pytest.raises(ModelNotFound, match=f"{int8_name} is already an int8 model"):
+        resolve_model(f"{int8_name}{INT8_SUFFIX}")

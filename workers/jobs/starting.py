@@ -64,6 +64,12 @@ def check_model(model: str) -> None:
         if forced_keras:
             raise PipelineError(f"model {ref.name} is served by ONNX Runtime only, and FER_CLASSIFIER_BACKEND=keras "
                                 "asks for Keras")
+        from fer_model.quantization import int8_session  # ONNX Runtime loads only for an int8 model
+
+        try:
+            int8_session(ref.path)  # a stale or damaged graph is refused before a job is recorded
+        except ModelNotFound as error:
+            raise PipelineError(str(error)) from error
 
 
 def check_detector(detector: str) -> None:

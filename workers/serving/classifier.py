@@ -23,10 +23,10 @@ logger = logging.getLogger("fer.worker")
 
 def _identity_of(ref) -> ModelIdentity:
     """An int8 model is recorded by its graph's hash, and with its own PublicTest figures, apart from the float model."""
-    if ref.precision == INT8:
+    if ref.precision == INT8:  # the graph itself is hashed (a few MB): a card can lag behind its file
+        digest = file_sha256(ref.int8_graph)
         int8 = ref.card.int8 if ref.card else {}
-        digest = int8.get("graph_sha256") or file_sha256(ref.int8_graph)
-        metrics = {"val": int8["metrics"]} if int8.get("metrics") else {}
+        metrics = {"val": int8["metrics"]} if int8.get("graph_sha256") == digest and int8.get("metrics") else {}
         return ModelIdentity(name=ref.name, version=digest[:12], file_sha256=digest, metrics=metrics)
     digest = ref.card.model_sha256 if ref.card and ref.card.model_sha256 else file_sha256(ref.path)
     return ModelIdentity(name=ref.name, version=digest[:12], file_sha256=digest, metrics=(ref.card.metrics if ref.card else {}))
@@ -98,8 +98,8 @@ class EmotionClassifier:
             # The int8 graph exists only for ONNX Runtime on the CPU: every worker serves it there, so that one
             # model name always means the same computation.
             if requested_backend() == "keras":
-                raise ValueError(f"model {ref.name} is served by ONNX Runtime only: unset FER_CLASSIFIER_BACKEND=keras "
-                                 f"or use {ref.card.name if ref.card else ref.path.stem}")
+                raise ValueError(f"model {model_name} is served by ONNX Runtime only: unset FER_CLASSIFIER_BACKEND=keras "
+                                 f"or use its float model")
             # NumPy, OpenCV and ONNX Runtime load only where a model is served (as below).
             from workers.serving.onnx_classifier import OnnxEmotionModel
 
