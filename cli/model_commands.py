@@ -324,7 +324,7 @@ def calibrate(ref: ModelRef, data: Path, skip_bad: bool, overwrite_committed: bo
     # Keras and NumPy load only in the command that needs them (`fer --help` and the other commands stay fast).
     from fer_model.calibrate_saved import CalibrationError, calibrate_saved_model
 
-    committed = MODELS_DIR.resolve() in Path(ref.path).resolve().parents
+    committed = ref.committed
     if committed and not overwrite_committed:
         fail(f"refused: {ref.name} is a model committed with the package ({Path(ref.path).parent}); calibrating "
              "rewrites its file and card. Calibrate a run folder, or pass --overwrite-committed")
@@ -377,7 +377,7 @@ def quantize(ref: ModelRef, data: Path, calibration_faces: int, skip_bad: bool, 
     from fer_model.quantization import calibration_faces as draw_faces
     from fer_model.quantization import int8_figures, quantize_model, record_int8
 
-    committed = MODELS_DIR.resolve() in Path(ref.path).resolve().parents
+    committed = ref.committed
     if committed and not overwrite_committed:
         fail(f"refused: {ref.name} is a model committed with the package ({Path(ref.path).parent}); quantizing writes "
              "into its folder and card. Quantize a run folder, or pass --overwrite-committed")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,7 +24,9 @@ import numpy as np
 from fer_model.files import atomic_path, file_sha256
 from fer_model.model_card import CARD_JSON, read_card, write_card
 from fer_model.registry import ModelNotFound, ModelRef
-from fer_model.served_graph import INPUT, SOURCE_SHA256, UnsupportedModel, cpu_session, int8_path_for, onnx_path_for
+from fer_model.served_graph import (
+    INPUT, SOURCE_SHA256, UnsupportedModel, cpu_session, graph_source, int8_path_for, onnx_path_for,
+)
 
 if TYPE_CHECKING:
     from onnxruntime import InferenceSession
@@ -38,12 +39,6 @@ CALIBRATION_FACES = 512
 CALIBRATION_METHOD = "MinMax"
 CALIBRATION_SEED = 0
 _CALIBRATION_BATCH = 64
-
-
-@dataclass(frozen=True)
-class Int8Result:
-    graph: Path
-    figures: dict[str, Any]  # PublicTest: n, accuracy, macro_f1, weighted_f1, ece, agreement with the float model
 
 
 def calibration_faces(train_images: np.ndarray, count: int = CALIBRATION_FACES, seed: int = CALIBRATION_SEED) -> np.ndarray:
@@ -100,7 +95,7 @@ def _float_graph(ref: ModelRef, source_sha256: str) -> bytes:
     saved = onnx_path_for(ref.path)
     if saved.is_file():
         try:
-            if cpu_session(str(saved)).get_modelmeta().custom_metadata_map.get(SOURCE_SHA256) == source_sha256:
+            if graph_source(cpu_session(str(saved))) == source_sha256:
                 return saved.read_bytes()
         except Exception:  # a damaged graph file: export from the .keras file instead
             pass
@@ -139,7 +134,7 @@ def int8_session(model_file: Path, threads: int = 1) -> InferenceSession:
                             "quantize")
     try:
         session = cpu_session(str(graph), threads)
-        source = session.get_modelmeta().custom_metadata_map.get(SOURCE_SHA256)
+        source = graph_source(session)
     except Exception as error:  # ONNX Runtime raises its own types for files it cannot read
         raise ModelNotFound(f"{graph}: not a readable ONNX graph ({type(error).__name__}: {error})") from error
     if source != file_sha256(model_file):
@@ -149,10 +144,10 @@ def int8_session(model_file: Path, threads: int = 1) -> InferenceSession:
 
 
 def graph_probabilities(session: InferenceSession, faces: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """(N, 7) probabilities of a served graph's session for (N, 48, 48) uint8 faces."""
-    batch = np.ascontiguousarray(faces, dtype=np.uint8).reshape(-1, 48, 48, 1)
-    return np.concatenate([session.run(None, {INPUT: batch[i : i + batch_size]})[0]
-                           for i in range(0, len(batch), batch_size)]).astype(np.float64)
+    """(N, 7) probabilities of a served graph's session for (N, H, W[, 1]) uint8 faces of the size the graph takes."""
+    batch = np.ascontiguousarray(faces, dtype=np.uint8).reshape(len(faces), *faces.shape[1:3], 1)
+    outputs = [session.run(None, {INPUT: batch[i : i + batch_size]})[0] for i in range(0, len(batch), batch_size)]
+    return np.concatenate(outputs).astype(np.float64) if outputs else np.zeros((0, 7))
 
 
 def record_int8(ref: ModelRef, figures: dict[str, Any], command: str, faces: int) -> None:

@@ -42,6 +42,11 @@ class ModelRef:
         return int8_path_for(self.path)
 
     @property
+    def committed(self) -> bool:
+        """Committed with the package (under fer_model/models/), which every run uses."""
+        return MODELS_DIR.resolve() in self.path.resolve().parents
+
+    @property
     def folder(self) -> Path:
         return self.path.parent
 
@@ -77,7 +82,7 @@ def resolve_model(name_or_path: str | Path) -> ModelRef:
         if ref.precision == INT8:
             raise ModelNotFound(f"no model at {text}: {base} is already an int8 model")
         if not ref.int8_graph.is_file():
-            committed = " --overwrite-committed" if MODELS_DIR.resolve() in ref.path.parents else ""
+            committed = " --overwrite-committed" if ref.committed else ""
             raise ModelNotFound(f"{base} has no int8 graph ({ref.int8_graph} is missing): make one with "
                                 f"fer model quantize --model {base} --data FER2013_DIR{committed}")
         return ModelRef(path=ref.path, card=ref.card, precision=INT8)

@@ -28,6 +28,12 @@ def int8_path_for(keras_path: str | Path) -> Path:
     return Path(keras_path).with_suffix(f".{INT8}.onnx")
 
 
+def graph_source(session: InferenceSession) -> str | None:
+    """The sha256 of the `.keras` file a graph was made from, read from its metadata through ONNX Runtime (importing
+    the ``onnx`` package would cost a worker process more than half a second at start)."""
+    return session.get_modelmeta().custom_metadata_map.get(SOURCE_SHA256)
+
+
 def cpu_session(graph: bytes | str, threads: int = 1) -> InferenceSession:
     """An ONNX Runtime session on the CPU for a serialised graph or a graph file, quiet but for errors."""
     import onnxruntime  # ONNX Runtime loads only where a session starts

@@ -22,9 +22,9 @@ import cv2
 import numpy as np
 
 from fer_model.files import file_sha256
-from fer_model.quantization import int8_session
+from fer_model.quantization import graph_probabilities, int8_session
 from fer_model.registry import FLOAT32, ModelRef, load_model
-from fer_model.served_graph import INPUT, INT8, SOURCE_SHA256, UnsupportedModel, cpu_session, onnx_path_for
+from fer_model.served_graph import INT8, UnsupportedModel, cpu_session, graph_source, onnx_path_for
 from workers.serving.devices import ONNX_BATCH_SIZE
 
 if TYPE_CHECKING:
@@ -47,9 +47,7 @@ class OnnxEmotionModel:
             self.session = _session_for(Path(model_file), threads)
 
     def predict_faces(self, faces: np.ndarray, batch_size: int = ONNX_BATCH_SIZE) -> np.ndarray:
-        batch = np.ascontiguousarray(faces, dtype=np.uint8).reshape(len(faces), *faces.shape[1:3], 1)
-        outputs = [self.session.run(None, {INPUT: batch[i : i + batch_size]})[0] for i in range(0, len(batch), batch_size)]
-        return np.concatenate(outputs).astype(np.float64) if outputs else np.zeros((0, 7))
+        return graph_probabilities(self.session, faces, batch_size)
 
 
 def _session_for(model_file: Path, threads: int) -> InferenceSession:
@@ -61,7 +59,7 @@ def _session_for(model_file: Path, threads: int) -> InferenceSession:
     if saved.is_file() and model_file.is_file():
         try:
             session = cpu_session(str(saved), threads)
-            if session.get_modelmeta().custom_metadata_map.get(SOURCE_SHA256) == file_sha256(model_file):
+            if graph_source(session) == file_sha256(model_file):
                 return session
         except Exception:  # a damaged graph file: export from the .keras file instead
             pass
