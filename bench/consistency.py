@@ -1,6 +1,6 @@
 """Faces in photos against face crops: does the pipeline label a face as the model labels its crop?
 
-    python bench/consistency.py [--model NAME] [--scenes N] [--margins 0,0.1,0.2]
+    python bench/consistency.py [--model NAME ...] [--scenes N] [--margins 0,0.1,0.2]
 
 Pastes PublicTest faces (upscaled to 80-300 px, at random positions) into the photos of
 ``$FER_DATA_DIR/photos`` (half the scenes) or onto plain noisy backgrounds (the other half),
@@ -15,7 +15,9 @@ detect, crop, classify). A pasted face counts as found when a detection overlaps
 - the accuracy on crops cut at the pasted squares themselves, which separates what the
   detector's framing costs from what rescaling and JPEG cost.
 
-The last line is the gap between direct and pipeline accuracy with the served crop.
+The last line is the gap between direct and pipeline accuracy with the served crop. Several
+``--model`` options share one detection pass (the boxes do not depend on the model): the first
+model annotates the scenes, the others classify the same served crops.
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ def iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="default", help="model name, run folder or .keras file")
+    parser.add_argument("--model", action="append", help="model name, run folder or .keras file (repeatable; "
+                                                          "default: the default model)")
     parser.add_argument("--data-dir", type=Path, default=Path(os.environ.get("FER_DATA_DIR", "../shared/data")))
     parser.add_argument("--scenes", type=int, default=1000, help="scenes, one pasted PublicTest face each")
     parser.add_argument("--margins", default="0,0.05,0.1,0.15,0.2,0.3", help="crop margins to compare")
@@ -95,54 +98,55 @@ def main() -> None:
 
     val = load_fer2013(args.data_dir / "fer2013")["val"]
     photos = sorted((args.data_dir / "photos").glob("*.jpg"))
-    classifier = EmotionClassifier(args.model, backend_for())
+    classifiers = [EmotionClassifier(name, backend_for()) for name in args.model or ["default"]]
     detector = get_detector(args.detector)
-    margins = [float(m) for m in args.margins.split(",")]
+    margins = sorted({float(m) for m in args.margins.split(",")} | {FACE_MARGIN})
 
     with tempfile.TemporaryDirectory() as folder:
         scenes = build_scenes(val.images, photos, args.scenes, Path(folder), args.seed)
         results = annotate_images(
-            [(i, str(scene.path)) for i, scene in enumerate(scenes)], detector, classifier, PathPolicy((folder,))
+            [(i, str(scene.path)) for i, scene in enumerate(scenes)], detector, classifiers[0], PathPolicy((folder,))
         )
         found: list[tuple[Scene, object]] = []
         for scene, result in zip(scenes, results):
             matches = [face for face in result.faces if iou((face.x, face.y, face.w, face.h), scene.box) >= MATCH_IOU]
             if matches:
                 found.append((scene, max(matches, key=lambda f: iou((f.x, f.y, f.w, f.h), scene.box))))
-        by_margin: dict[float, float] = {}
-        if found:
-            truth = np.array([val.labels[scene.face_index] for scene, _ in found])
-            served = np.array([np.argmax(face.probabilities) for _, face in found])
-            direct_found = classifier.predict_faces(stack_faces([val.images[s.face_index] for s, _ in found]))
-            crops: dict[float, list[np.ndarray]] = {margin: [] for margin in margins}
-            pasted_squares = []
-            for scene, face in found:  # each scene decoded once, all its crops cut from it
-                gray = read_for_detection(scene.path).gray
-                for margin in margins:
-                    crops[margin].append(face_crop(gray, face.x, face.y, face.w, face.h, margin))
-                pasted_squares.append(face_crop(gray, *scene.box, 0.0))
+        crops: dict[float, list[np.ndarray]] = {margin: [] for margin in margins}
+        pasted_squares = []
+        for scene, face in found:  # each scene decoded once, all its crops cut from it
+            gray = read_for_detection(scene.path).gray
             for margin in margins:
-                by_margin[margin] = float(np.mean(classifier.predict(crops[margin]).argmax(axis=1) == truth))
-            at_pasted_square = float(np.mean(classifier.predict(pasted_squares).argmax(axis=1) == truth))
+                crops[margin].append(face_crop(gray, face.x, face.y, face.w, face.h, margin))
+            pasted_squares.append(face_crop(gray, *scene.box, 0.0))
 
-    sampled = np.array([s.face_index for s in scenes])
-    direct_all = float(np.mean(classifier.predict_faces(stack_faces(list(val.images[sampled]))).argmax(axis=1)
-                               == val.labels[sampled]))
-    print(f"Model {classifier.identity.name} ({classifier.identity.version}), detector {args.detector}, "
-          f"{len(scenes)} scenes, one PublicTest face pasted in each at 80-300 px")
+    print(f"Detector {args.detector}, {len(scenes)} scenes, one PublicTest face pasted in each at 80-300 px")
     print(f"Pasted faces found: {len(found)}/{len(scenes)} ({len(found) / len(scenes):.3f})")
     if not found:
         print("No pasted face was found: nothing to compare")
         return
-    direct = float(np.mean(direct_found.argmax(axis=1) == truth))
-    pipeline = float(np.mean(served == truth))
-    print(f"Direct accuracy on the original crops: {direct_all:.4f} (all sampled), {direct:.4f} (the found faces)")
-    for margin, accuracy in by_margin.items():
-        marker = "  <- served" if margin == FACE_MARGIN else ""
-        print(f"  crop margin {margin:.2f}: pipeline accuracy {accuracy:.4f}{marker}")
-    print(f"  crop at the pasted square itself (no detector error): {at_pasted_square:.4f}")
-    print(f"Pipeline accuracy {pipeline:.4f} vs direct {direct:.4f} on the same faces: "
-          f"gap {100 * (direct - pipeline):.1f} points")
+    truth = np.array([val.labels[scene.face_index] for scene, _ in found])
+    sampled = np.array([s.face_index for s in scenes])
+    for number, classifier in enumerate(classifiers):
+        if number == 0:  # the labels the pipeline itself stored
+            served = np.array([np.argmax(face.probabilities) for _, face in found])
+        else:
+            served = classifier.predict(crops[FACE_MARGIN]).argmax(axis=1)
+        direct_found = classifier.predict_faces(stack_faces([val.images[s.face_index] for s, _ in found]))
+        direct_all = float(np.mean(classifier.predict_faces(stack_faces(list(val.images[sampled]))).argmax(axis=1)
+                                   == val.labels[sampled]))
+        direct = float(np.mean(direct_found.argmax(axis=1) == truth))
+        pipeline = float(np.mean(served == truth))
+        print(f"\nModel {classifier.identity.name} ({classifier.identity.version})")
+        print(f"Direct accuracy on the original crops: {direct_all:.4f} (all sampled), {direct:.4f} (the found faces)")
+        for margin in margins:
+            accuracy = float(np.mean(classifier.predict(crops[margin]).argmax(axis=1) == truth))
+            marker = "  <- served" if margin == FACE_MARGIN else ""
+            print(f"  crop margin {margin:.2f}: pipeline accuracy {accuracy:.4f}{marker}")
+        at_pasted_square = float(np.mean(classifier.predict(pasted_squares).argmax(axis=1) == truth))
+        print(f"  crop at the pasted square itself (no detector error): {at_pasted_square:.4f}")
+        print(f"Pipeline accuracy {pipeline:.4f} vs direct {direct:.4f} on the same faces: "
+              f"gap {100 * (direct - pipeline):.1f} points")
 
 
 if __name__ == "__main__":

@@ -62,29 +62,43 @@ def test_confident_candidates_are_faces_doubtful_ones_are_rescanned_and_weak_one
     from workers.vision import detection
     from workers.vision.face_proposals import Candidate
 
-    # score = log-odds(p) + 3 ln(windows) + weight; with one window and weight 0 it is the verifier's log-odds
-    candidates = {  # box -> the verifier's probability
-        (10.0, 10.0, 30.0, 30.0): 0.99999,  # log-odds 11.5: accepted as it is
-        (100.0, 10.0, 30.0, 30.0): 0.9,  # 2.2: rescanned, finds a face with 9 windows
-        (200.0, 10.0, 30.0, 30.0): 0.99,  # 4.6: rescanned, finds only 4 windows: dropped
-        (300.0, 10.0, 30.0, 30.0): 0.9997,  # 8.1, confident: rescanned, 4 windows are enough
-        (400.0, 10.0, 30.0, 30.0): 0.1,  # -2.2: not a face, not rescanned
+    # score = log-odds(p) + 3 ln(windows) + weight; with one window it is the verifier's log-odds plus the weight
+    candidates = {  # box -> (the verifier's probability, the best last-stage sum)
+        (10.0, 10.0, 30.0, 30.0): (0.99, 12.0),  # 4.6 + 12: accepted as it is
+        (100.0, 10.0, 30.0, 30.0): (0.9, 0.0),  # 2.2: rescanned, finds a face with 9 windows
+        (200.0, 10.0, 30.0, 30.0): (0.99, 0.0),  # 4.6: rescanned, finds only 4 windows on a doubtful box: dropped
+        (300.0, 10.0, 30.0, 30.0): (0.9997, 4.0),  # 8.1 + 4, confident: rescanned, 4 windows are enough
+        (400.0, 10.0, 30.0, 30.0): (0.1, 0.0),  # -2.2: not a face, not rescanned
+        (500.0, 10.0, 30.0, 30.0): (0.6, 0.0),  # 0.4: rescanned, 4 windows on a box the verifier is sure of
+        (600.0, 10.0, 30.0, 30.0): (0.9, 0.0),  # rescanned, 12 windows on a box the verifier rejects: dropped
+        (700.0, 10.0, 30.0, 30.0): (0.9999, 8.0),  # 9.2 + 8: accepted, surer than the rescanned box on its face
+        (705.0, 12.0, 30.0, 30.0): (0.9, 0.0),
+        (800.0, 10.0, 30.0, 30.0): (0.9, 15.0),  # 2.2 + 15: accepted, less sure than the rescanned box on its face
+        (805.0, 12.0, 30.0, 30.0): (0.9, 0.0),
     }
-    rescan_finds = {100.0: [(9, (98.0, 9.0, 33.0, 33.0)), (3, (150.0, 9.0, 33.0, 33.0))],
-                    200.0: [(4, (201.0, 11.0, 29.0, 29.0))], 300.0: [(4, (301.0, 11.0, 29.0, 29.0))]}
+    rescan_finds = {  # candidate's x -> (windows, box found, the verifier's probability on that box)
+        100.0: [(9, (98.0, 9.0, 33.0, 33.0), 0.5), (3, (150.0, 9.0, 33.0, 33.0), 0.99)],
+        200.0: [(4, (201.0, 11.0, 29.0, 29.0), 0.5)], 300.0: [(4, (301.0, 11.0, 29.0, 29.0), 0.5)],
+        500.0: [(4, (501.0, 11.0, 29.0, 29.0), 0.95)], 600.0: [(12, (601.0, 11.0, 29.0, 29.0), 0.01)],
+        705.0: [(20, (702.0, 11.0, 30.0, 30.0), 0.99)], 805.0: [(8, (803.0, 11.0, 31.0, 31.0), 0.99)],
+    }
+    probabilities = {box: p for box, (p, _) in candidates.items()}
+    probabilities |= {box: p for finds in rescan_finds.values() for _, box, p in finds}
     rescanned = []
     detector = detection.get_detector("haar-verified")
     monkeypatch.setattr(detection, "raw_windows", lambda *args: (np.zeros((0, 4)), np.zeros(0)))
-    monkeypatch.setattr(detection, "group_windows", lambda *args: [Candidate(*box, windows=1, weight=0.0)
-                                                                   for box in candidates])
+    monkeypatch.setattr(detection, "group_windows", lambda *args: [Candidate(*box, windows=1, weight=weight)
+                                                                   for box, (_, weight) in candidates.items()])
     monkeypatch.setattr(detector.verifier, "face_probabilities", lambda gray, boxes: np.array(
-        [candidates[tuple(box)] for box in boxes]))
+        [probabilities[tuple(box)] for box in boxes]))
 
     def rescan(small, box, smallest):
         rescanned.append(box[0])
-        return [found for found in rescan_finds.get(box[0], []) if found[0] > detection.RESCAN_WEAK_NEIGHBOURS]
+        return [(windows, found) for windows, found, _ in rescan_finds.get(box[0], [])
+                if windows > detection.RESCAN_WEAK_NEIGHBOURS]
 
     monkeypatch.setattr(detector, "_rescan", rescan)
-    faces = detector.detect(np.zeros((200, 600), np.uint8))
-    assert sorted(rescanned) == [100.0, 200.0, 300.0]
-    assert sorted((f.x, f.y, f.w) for f in faces) == [(10, 10, 30), (98, 9, 33), (301, 11, 29)]
+    faces = detector.detect(np.zeros((200, 1000), np.uint8), min_face_size=24)  # 24 px: detected at full size
+    assert sorted(rescanned) == [100.0, 200.0, 300.0, 500.0, 600.0, 705.0, 805.0]
+    assert sorted((f.x, f.y, f.w) for f in faces) == [(10, 10, 30), (98, 9, 33), (301, 11, 29), (501, 11, 29),
+                                                      (700, 10, 30), (803, 11, 31)]

@@ -68,20 +68,23 @@ PROPOSAL_SCALE_FACTOR = 1.25
 # the rest are not faces. Chosen on benchmark scenes built with other seeds than bench/ratio.py's
 # (docs/benchmarks.md).
 SCORE_WINDOWS = 3.0
-ACCEPT_SCORE = 10.0
+ACCEPT_SCORE = 14.0
 RESCAN_SCORE = 0.0
 # The rescan: the candidate's box with RESCAN_MARGIN of its size around it, upsampled RESCAN_UPSAMPLE times so
 # that the window moves one pixel at a time even at the smallest face, at a 1.1 step over RESCAN_SIZES times the
-# candidate's size, as the `fer` package scans whole images. A face found there needs more than
-# RESCAN_NEIGHBOURS windows (the `fer` package's rule), or RESCAN_WEAK_NEIGHBOURS when its candidate scored
-# CONFIDENT_SCORE or more.
+# candidate's size, as the `fer` package scans whole images. A box found there is a face when it has more than
+# RESCAN_NEIGHBOURS windows (the `fer` package's rule), or more than RESCAN_WEAK_NEIGHBOURS when its candidate
+# scored CONFIDENT_SCORE or more or the verifier's log-odds on the box itself are VERIFIED_LOGIT or more; never
+# when those log-odds are below REJECTED_LOGIT.
 RESCAN_MARGIN = 0.3
 RESCAN_UPSAMPLE = 2.5
 RESCAN_SIZES = (0.7, 1.5)
 RESCAN_SCALE_FACTOR = 1.1
 RESCAN_NEIGHBOURS = 5
 RESCAN_WEAK_NEIGHBOURS = 3
-CONFIDENT_SCORE = 8.0
+CONFIDENT_SCORE = 12.0
+VERIFIED_LOGIT = 2.0
+REJECTED_LOGIT = -3.0
 
 
 class UnknownDetector(Exception):
@@ -137,6 +140,20 @@ class HaarDetector:
         ]
 
 
+Box = tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class _Face:
+    """A face the verified detector keeps: its box on the detection copy, its candidate's score, the verifier's
+    log-odds on the box itself, and its windows in the rescan (0 for an accepted candidate)."""
+
+    box: Box
+    score: float
+    log_odds: float
+    windows: int = 0
+
+
 class VerifiedHaarDetector:
     """The frontal cascade cut to its first stages proposes; the project's verifier CNN and the cascade's
     own evidence decide, and the whole cascade, rescanned finely around a candidate, settles the doubtful ones.
@@ -149,10 +166,12 @@ class VerifiedHaarDetector:
     (``workers.vision.face_verifier``), SCORE_WINDOWS times the log of its window count, and its best
     last-stage sum. A candidate scoring ``accept`` or more is a face. One scoring ``rescan`` or more
     is looked at again: the full cascade scans its surroundings one pixel apart at a 1.1 step, as the
-    `fer` package scans whole images, and what it finds with enough windows (fewer for a candidate that
-    scored CONFIDENT_SCORE) are faces. Of boxes on
-    the same face (each one's centre inside the other, sizes within 2x) only one is kept, a rescanned
-    face before an accepted candidate.
+    `fer` package scans whole images, and the verifier scores each box found there. A box with enough
+    windows is a face: more than the `fer` package's 5, or fewer where its candidate scored
+    CONFIDENT_SCORE or the verifier is sure of the box itself; never where the verifier is sure it
+    is not a face. Of boxes on the same face (each one's centre inside the other, sizes within 2x) only
+    one is kept: the rescanned face with most windows, unless an accepted candidate there has the
+    higher log-odds.
     """
 
     def __init__(self, name: str, accept: float = ACCEPT_SCORE, rescan: float = RESCAN_SCORE, detect_side: int = 640,
@@ -180,34 +199,40 @@ class VerifiedHaarDetector:
         if not candidates:
             return []
         boxes = [(c.x, c.y, c.w, c.h) for c in candidates]
-        probabilities = np.clip(self.verifier.face_probabilities(small, boxes), 1e-6, 1 - 1e-6)
-        scores = (np.log(probabilities / (1 - probabilities)) + SCORE_WINDOWS * np.log([c.windows for c in candidates])
-                  + np.array([c.weight for c in candidates]))
-        accepted: list[tuple[float, tuple[float, float, float, float]]] = []
-        rescanned: list[tuple[int, float, tuple[float, float, float, float]]] = []
-        for score, box in zip(scores, boxes):
-            if score >= self.accept:
-                accepted.append((float(score), box))
-            elif score >= self.rescan:
-                rescanned += [(windows, float(score), found) for windows, found in self._rescan(small, box, smallest)
-                              if windows > RESCAN_NEIGHBOURS or score >= CONFIDENT_SCORE]
-        kept: list[tuple[int, float, tuple[float, float, float, float]]] = []
-        for windows, score, box in sorted(rescanned, key=lambda face: -face[0]):
-            if not any(_same_face(box, other) or (_inside(box, other) and more > max(3, windows))
-                       for more, _, other in kept):
-                kept.append((windows, score, box))
-        faces = [(score, box) for _, score, box in kept]
-        for score, box in sorted(accepted, key=lambda face: -face[0]):
-            if not any(_same_face(box, other) for _, other in faces):
-                faces.append((score, box))
+        log_odds = self._log_odds(small, boxes)
+        scores = log_odds + SCORE_WINDOWS * np.log([c.windows for c in candidates]) + np.array([c.weight for c in candidates])
+        accepted = [_Face(box, float(score), float(odds)) for score, odds, box in zip(scores, log_odds, boxes)
+                    if score >= self.accept]
+        found = [(float(score), windows, box) for score, candidate in zip(scores, boxes)
+                 if self.rescan <= score < self.accept for windows, box in self._rescan(small, candidate, smallest)]
+        found_odds = self._log_odds(small, [box for _, _, box in found])
+        rescanned = [_Face(box, score, float(odds), windows) for (score, windows, box), odds in zip(found, found_odds)
+                     if _rescan_keeps(score, windows, float(odds))]
+        kept: list[_Face] = []
+        for face in sorted(rescanned, key=lambda face: -face.windows):
+            if not any(_same_face(face.box, other.box) or (_inside(face.box, other.box) and other.windows > max(3, face.windows))
+                       for other in kept):
+                kept.append(face)
+        faces = [face for face in kept
+                 if not any(_same_face(face.box, other.box) and other.log_odds > face.log_odds for other in accepted)]
+        for face in sorted(accepted, key=lambda face: -face.log_odds):
+            if not any(_same_face(face.box, other.box) for other in faces):
+                faces.append(face)
         return [
             Detection(x=int(round(x / scale)), y=int(round(y / scale)), w=int(round(w / scale)), h=int(round(h / scale)),
-                      score=score)
-            for score, (x, y, w, h) in faces
+                      score=face.score)
+            for face in faces for x, y, w, h in [face.box]
         ]
 
-    def _rescan(self, small: np.ndarray, box: tuple[float, float, float, float],
-                smallest: int) -> list[tuple[int, tuple[float, float, float, float]]]:
+    def _log_odds(self, small: np.ndarray, boxes: list[Box]) -> np.ndarray:
+        """The verifier's log-odds that each box is a face (a box leaving the image: very low)."""
+        if not boxes:
+            return np.zeros(0)
+        probabilities = np.clip(self.verifier.face_probabilities(small, boxes), 1e-6, 1 - 1e-6)
+        return np.log(probabilities / (1 - probabilities))
+
+    def _rescan(self, small: np.ndarray, box: Box,
+                smallest: int) -> list[tuple[int, Box]]:
         """The full cascade's faces around ``box`` with more than RESCAN_WEAK_NEIGHBOURS windows: (window count,
         box in ``small``'s pixels)."""
         x, y, w, h = box
@@ -227,13 +252,22 @@ class VerifiedHaarDetector:
                 for (fx, fy, fw, fh), count in zip(np.asarray(found).reshape(-1, 4), np.asarray(windows).reshape(-1))]
 
 
-def _inside(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+def _rescan_keeps(score: float, windows: int, log_odds: float) -> bool:
+    """Is a box found by a rescan a face: ``windows`` of the full cascade there, the verifier's ``log_odds`` on it,
+    and ``score`` the candidate's?"""
+    if log_odds < REJECTED_LOGIT:
+        return False
+    return windows > RESCAN_NEIGHBOURS or (windows > RESCAN_WEAK_NEIGHBOURS
+                                           and (score >= CONFIDENT_SCORE or log_odds >= VERIFIED_LOGIT))
+
+
+def _inside(a: Box, b: Box) -> bool:
     """Box ``a`` lies within box ``b`` widened by a fifth of its size (OpenCV's rule for a face inside a face)."""
     dx, dy = b[2] * 0.2, b[3] * 0.2
     return a[0] >= b[0] - dx and a[1] >= b[1] - dy and a[0] + a[2] <= b[0] + b[2] + dx and a[1] + a[3] <= b[1] + b[3] + dy
 
 
-def _same_face(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
+def _same_face(a: Box, b: Box) -> bool:
     """Each box's centre inside the other, sizes within 2x: two candidates for one face."""
     ax, ay, aw, ah = a
     bx, by, bw, bh = b

@@ -170,7 +170,7 @@ def _rates(model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
             "faces": int((y == 1).sum()), "non_faces": int((y == 0).sum())}
 
 
-def train(fer2013: Path, photos_dir: Path, out: Path, epochs: int, seed: int, filters: int = 8) -> dict:
+def train(fer2013: Path, photos_dir: Path, out: Path, epochs: int, seed: int, filters: int = 16) -> dict:
     """Fit the verifier and write ``out``/model.keras and its card; returns the card."""
     # Keras, and TensorFlow under it, load only to build or train the verifier.
     import keras
@@ -223,7 +223,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=VERIFIER_FILE.parent)
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--filters", type=int, default=8, help="the first convolution's filters (then 2x, 4x)")
+    parser.add_argument("--filters", type=int, default=16, help="the first convolution's filters (then 2x, 4x)")
     args = parser.parse_args()
     card = train(args.fer2013, args.photos, args.out, args.epochs, args.seed, args.filters)
     print(json.dumps(card, indent=2))
