@@ -28,6 +28,7 @@ from sqlalchemy import Engine, func, insert, select, text
 from db.models import Face, Image, Job, Model
 from db.records import ModelIdentity
 from fer_model.classes import CLASSES
+from workers.vision.detector_names import DEFAULT_DETECTOR
 
 FOLDERS_PER_BATCH = 10
 BATCHES_PER_PART = 10
@@ -264,7 +265,7 @@ def _next_id(engine: Engine, column) -> int:
 
 
 def _job_row(engine: Engine, roots: list[str], model: ModelIdentity, created: dt.datetime) -> int:
-    options = {"model": model.name, "model_name": model.name, "model_version": model.version, "detector": "haar",
+    options = {"model": model.name, "model_name": model.name, "model_version": model.version, "detector": DEFAULT_DETECTOR,
                "min_face": 48, "chunk_size": 32, "incremental": True, "allowed_roots": roots}
     with engine.begin() as connection:
         return connection.execute(insert(Job).values(created_at=created, status="running", roots=roots,
