@@ -208,16 +208,7 @@ class VerifiedHaarDetector:
         found_odds = self._log_odds(small, [box for _, _, box in found])
         rescanned = [_Face(box, score, float(odds), windows) for (score, windows, box), odds in zip(found, found_odds)
                      if _rescan_keeps(score, windows, float(odds))]
-        kept: list[_Face] = []
-        for face in sorted(rescanned, key=lambda face: -face.windows):
-            if not any(_same_face(face.box, other.box) or (_inside(face.box, other.box) and other.windows > max(3, face.windows))
-                       for other in kept):
-                kept.append(face)
-        faces = [face for face in kept
-                 if not any(_same_face(face.box, other.box) and other.log_odds > face.log_odds for other in accepted)]
-        for face in sorted(accepted, key=lambda face: -face.log_odds):
-            if not any(_same_face(face.box, other.box) for other in faces):
-                faces.append(face)
+        faces = _one_box_a_face(rescanned, accepted)
         return [
             Detection(x=int(round(x / scale)), y=int(round(y / scale)), w=int(round(w / scale)), h=int(round(h / scale)),
                       score=face.score)
@@ -250,6 +241,23 @@ class VerifiedHaarDetector:
                                                        maxSize=(high, high))
         return [(int(count), (fx / up + left, fy / up + top, fw / up, fh / up))
                 for (fx, fy, fw, fh), count in zip(np.asarray(found).reshape(-1, 4), np.asarray(windows).reshape(-1))]
+
+
+def _one_box_a_face(rescanned: list[_Face], accepted: list[_Face]) -> list[_Face]:
+    """One box for each face: rescanned faces with most windows first (one inside a face with more windows is
+    dropped, as OpenCV groups them), then accepted candidates; an accepted candidate displaces a rescanned face
+    on the same face when the verifier scores it higher."""
+    kept: list[_Face] = []
+    for face in sorted(rescanned, key=lambda face: -face.windows):
+        if not any(_same_face(face.box, other.box) or (_inside(face.box, other.box) and other.windows > max(3, face.windows))
+                   for other in kept):
+            kept.append(face)
+    faces = [face for face in kept
+             if not any(_same_face(face.box, other.box) and other.log_odds > face.log_odds for other in accepted)]
+    for face in sorted(accepted, key=lambda face: -face.log_odds):
+        if not any(_same_face(face.box, other.box) for other in faces):
+            faces.append(face)
+    return faces
 
 
 def _rescan_keeps(score: float, windows: int, log_odds: float) -> bool:
