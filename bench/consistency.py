@@ -128,10 +128,11 @@ def main() -> None:
     truth = np.array([val.labels[scene.face_index] for scene, _ in found])
     sampled = np.array([s.face_index for s in scenes])
     for number, classifier in enumerate(classifiers):
+        by_margin = {margin: classifier.predict(crops[margin]).argmax(axis=1) for margin in margins}
         if number == 0:  # the labels the pipeline itself stored
             served = np.array([np.argmax(face.probabilities) for _, face in found])
         else:
-            served = classifier.predict(crops[FACE_MARGIN]).argmax(axis=1)
+            served = by_margin[FACE_MARGIN]
         direct_found = classifier.predict_faces(stack_faces([val.images[s.face_index] for s, _ in found]))
         direct_all = float(np.mean(classifier.predict_faces(stack_faces(list(val.images[sampled]))).argmax(axis=1)
                                    == val.labels[sampled]))
@@ -139,8 +140,8 @@ def main() -> None:
         pipeline = float(np.mean(served == truth))
         print(f"\nModel {classifier.identity.name} ({classifier.identity.version})")
         print(f"Direct accuracy on the original crops: {direct_all:.4f} (all sampled), {direct:.4f} (the found faces)")
-        for margin in margins:
-            accuracy = float(np.mean(classifier.predict(crops[margin]).argmax(axis=1) == truth))
+        for margin, labels in by_margin.items():
+            accuracy = float(np.mean(labels == truth))
             marker = "  <- served" if margin == FACE_MARGIN else ""
             print(f"  crop margin {margin:.2f}: pipeline accuracy {accuracy:.4f}{marker}")
         at_pasted_square = float(np.mean(classifier.predict(pasted_squares).argmax(axis=1) == truth))

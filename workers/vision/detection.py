@@ -222,8 +222,7 @@ class VerifiedHaarDetector:
         probabilities = np.clip(self.verifier.face_probabilities(small, boxes), 1e-6, 1 - 1e-6)
         return np.log(probabilities / (1 - probabilities))
 
-    def _rescan(self, small: np.ndarray, box: Box,
-                smallest: int) -> list[tuple[int, Box]]:
+    def _rescan(self, small: np.ndarray, box: Box, smallest: int) -> list[tuple[int, Box]]:
         """The full cascade's faces around ``box`` with more than RESCAN_WEAK_NEIGHBOURS windows: (window count,
         box in ``small``'s pixels)."""
         x, y, w, h = box
